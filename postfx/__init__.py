@@ -1,0 +1,1 @@
+"""Post-processing stages: interpolation (RIFE), upscaling (Real-ESRGAN), colour, assembly."""

@@ -1,0 +1,38 @@
+"""Engine registry: ids map to engine classes, imported lazily (diffusers is heavy)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Engine, WeightsStatus
+
+# id -> "module:Class"; modules are imported only when the engine is asked for.
+_REGISTRY: dict[str, str] = {
+    "camera": "studio.engines.camera:CameraEngine",
+}
+
+_INSTANCES: dict[str, Engine] = {}
+
+
+def register(engine_id: str, target: str) -> None:
+    """Add an engine as 'module:Class' (used by engine modules and tests)."""
+    _REGISTRY[engine_id] = target
+    _INSTANCES.pop(engine_id, None)
+
+
+def engine_ids() -> list[str]:
+    """All registered engine ids, the default first."""
+    return list(_REGISTRY)
+
+
+def get_engine(engine_id: str) -> Engine:
+    """The engine for `engine_id`; an unknown id raises ValueError naming it."""
+    if engine_id not in _REGISTRY:
+        raise ValueError(f"engine={engine_id!r} is not one of {', '.join(_REGISTRY)}")
+    if engine_id not in _INSTANCES:
+        mod, _, cls = _REGISTRY[engine_id].partition(":")
+        _INSTANCES[engine_id] = getattr(importlib.import_module(mod), cls)()
+    return _INSTANCES[engine_id]
+
+
+__all__ = ["Engine", "WeightsStatus", "engine_ids", "get_engine", "register"]

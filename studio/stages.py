@@ -1,0 +1,82 @@
+"""The stage protocol, a stage registry (for manifests) and the chain runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from .clip import Clip, ClipSpec
+from .context import RunContext
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A post-processing step: a frozen dataclass whose fields are all its parameters.
+
+    `plan` maps the input clip's shape to the output's (exactly: the ledger relies on it);
+    `estimate` gives a rough cost; `apply` does the work, calling `ctx.step` as it goes.
+    Stages hand frames on losslessly (uint8 arrays); only `Assemble` encodes.
+    """
+
+    name: ClassVar[str]
+
+    def plan(self, spec: ClipSpec) -> ClipSpec: ...
+
+    def estimate(self, spec: ClipSpec, device: str) -> dict[str, float]: ...
+
+    def apply(self, clip: Clip, ctx: RunContext) -> Clip: ...
+
+
+STAGE_TYPES: dict[str, type] = {}
+
+
+def register_stage(cls: type) -> type:
+    """Class decorator: make a stage reconstructible from a manifest by its `name`."""
+    STAGE_TYPES[cls.name] = cls
+    return cls
+
+
+def _ensure_builtin_stages() -> None:
+    # Importing the modules registers their stages; done lazily so importing studio is cheap.
+    from postfx import color, interpolate, upscale  # noqa: F401
+
+
+def stage_to_dict(stage: Stage) -> dict[str, Any]:
+    """A JSON-ready record of a stage: its name and every parameter."""
+    return {"stage": stage.name, "params": dataclasses.asdict(stage)}  # type: ignore[call-overload]
+
+
+def stage_from_dict(d: dict[str, Any]) -> Stage:
+    """Rebuild a stage from `stage_to_dict`'s record; unknown names raise ValueError."""
+    _ensure_builtin_stages()
+    name = d.get("stage")
+    if name not in STAGE_TYPES:
+        raise ValueError(f"unknown stage {name!r} (known: {', '.join(sorted(STAGE_TYPES))})")
+    return STAGE_TYPES[name](**d.get("params", {}))
+
+
+def plan_chain(spec: ClipSpec, stages: list[Stage]) -> list[ClipSpec]:
+    """Specs after each stage (not including the input)."""
+    out = []
+    for s in stages:
+        spec = s.plan(spec)
+        out.append(spec)
+    return out
+
+
+def run_chain(clip: Clip, stages: list[Stage], ctx: RunContext,
+              timings: dict[str, float] | None = None) -> Clip:
+    """Apply stages in order; check each result against its plan; record seconds per stage."""
+    for i, s in enumerate(stages):
+        ctx.check_cancel()
+        expect = s.plan(clip.spec)
+        t0 = time.perf_counter()
+        clip = s.apply(clip, ctx)
+        if timings is not None:
+            timings[f"{i}:{s.name}"] = round(time.perf_counter() - t0, 4)
+        got = clip.spec
+        if (got.frames, got.width, got.height) != (expect.frames, expect.width, expect.height) or \
+                abs(got.fps - expect.fps) > 1e-6:
+            raise RuntimeError(f"stage {s.name} produced {got} but its plan said {expect}")
+    return clip
