@@ -1,0 +1,327 @@
+"""Assembly: the one final encode (H.264/H.265/VP9/ProRes/GIF/PNG folder), reading and probing.
+
+Video goes straight to imageio-ffmpeg's bundled ffmpeg through a pipe, so the file holds exactly the
+frames the ledger promised at an exact rational fps (MoviePy's writer rounds fps to 2 decimals and
+derives the frame count from a float duration).  MoviePy v2 prepares the audio track: trim or loop to
+the video's length, volume, fades.  No system ffmpeg is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.clip import Clip, ClipSpec
+from studio.context import RunContext
+from studio.outputs import atomic_path
+
+log = logging.getLogger(__name__)
+
+CODEC_BY_EXT = {".mp4": "h264", ".m4v": "h264", ".mkv": "h264", ".webm": "vp9", ".gif": "gif",
+                ".mov": "prores"}
+CODECS = ("h264", "h265", "vp9", "prores", "gif", "png")
+_EXT_OK = {"h264": (".mp4", ".m4v", ".mkv", ".mov"), "h265": (".mp4", ".mkv", ".mov"),
+           "vp9": (".webm", ".mkv"), "prores": (".mov",), "gif": (".gif",)}
+
+
+def ffmpeg_exe() -> str:
+    """Path of imageio-ffmpeg's bundled ffmpeg binary."""
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """An audio track under the video: trimmed or looped to its length, with fades."""
+
+    path: str
+    offset: float = 0.0      # seconds into the audio file to start from
+    volume: float = 1.0
+    fade_in: float = 0.5
+    fade_out: float = 0.5
+    loop: bool = True        # loop audio shorter than the video (else silence after it ends)
+
+    def check(self) -> AudioSpec:
+        """Validate; raise ValueError naming the bad value."""
+        if not Path(self.path).is_file():
+            raise ValueError(f"audio file {self.path!r} does not exist")
+        for name in ("offset", "fade_in", "fade_out"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"audio {name}={getattr(self, name)} must be ≥ 0")
+        if not (0 <= self.volume <= 4):
+            raise ValueError(f"audio volume={self.volume} must be within 0..4")
+        return self
+
+
+def codec_for(out: str | Path, codec: str | None = None) -> str:
+    """The codec for an output path (from its extension unless given); ValueError if they clash."""
+    s = str(out)
+    if s.endswith("/") or codec == "png":
+        return "png"
+    ext = Path(s).suffix.lower()
+    if codec is None:
+        if ext not in CODEC_BY_EXT:
+            raise ValueError(f"output {s!r}: unknown extension {ext!r} (use .mp4, .webm, .gif, .mov, "
+                             f"or end the path with / for PNG frames)")
+        return CODEC_BY_EXT[ext]
+    if codec not in CODECS:
+        raise ValueError(f"codec={codec!r} is not one of {', '.join(CODECS)}")
+    if ext not in _EXT_OK[codec]:
+        raise ValueError(f"codec={codec} cannot be written to a {ext or 'extension-less'} file "
+                         f"(use {', '.join(_EXT_OK[codec])})")
+    return codec
+
+
+def plan_output(spec: ClipSpec, codec: str) -> ClipSpec:
+    """The written file's shape: yuv420 codecs need even sizes (one edge pixel is replicated)."""
+    if codec in ("h264", "h265", "vp9"):
+        return spec.with_(width=spec.width + spec.width % 2, height=spec.height + spec.height % 2)
+    return spec
+
+
+def _rate(fps: float) -> str:
+    fr = Fraction(fps).limit_denominator(1001)
+    return f"{fr.numerator}/{fr.denominator}"
+
+
+def _video_args(codec: str, crf: int, preset: str) -> list[str]:
+    if codec == "h264":
+        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart"]
+    if codec == "h265":
+        return ["-c:v", "libx265", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-tag:v", "hvc1", "-movflags", "+faststart", "-x265-params", "log-level=error"]
+    if codec == "vp9":
+        return ["-c:v", "libvpx-vp9", "-crf", str(min(63, crf + 13)), "-b:v", "0", "-pix_fmt", "yuv420p",
+                "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]
+    if codec == "prores":
+        return ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"]
+    if codec == "gif":
+        return ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=diff[p];"
+                "[b][p]paletteuse=dither=sierra2_4a", "-loop", "0"]
+    raise ValueError(f"codec={codec!r} has no video settings")
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+    t, h, w, _ = frames.shape
+    if h % 2 == 0 and w % 2 == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def prepare_audio(audio: AudioSpec, duration: float, dest: Path) -> Path:
+    """Cut the audio bed to `duration` with MoviePy (loop or trim, volume, fades) into a WAV file."""
+    from moviepy import AudioFileClip, afx, concatenate_audioclips
+
+    audio.check()
+    src = AudioFileClip(audio.path)
+    try:
+        avail = max(0.0, src.duration - audio.offset)
+        if avail <= 0:
+            raise ValueError(f"audio offset={audio.offset} is past the end of {audio.path} "
+                             f"({src.duration:.2f} s)")
+        part = src.subclipped(audio.offset, src.duration)
+        if avail < duration and audio.loop:
+            n = int(np.ceil(duration / avail))
+            # short crossfades at the joins avoid clicks
+            j = min(0.02, avail / 4)
+            pieces = [part.with_effects([afx.AudioFadeIn(j), afx.AudioFadeOut(j)]) for _ in range(n)]
+            part = concatenate_audioclips(pieces)
+        part = part.subclipped(0, min(duration, part.duration))
+        effects = [afx.MultiplyVolume(audio.volume)]
+        if audio.fade_in > 0:
+            effects.append(afx.AudioFadeIn(min(audio.fade_in, part.duration / 2)))
+        if audio.fade_out > 0:
+            effects.append(afx.AudioFadeOut(min(audio.fade_out, part.duration / 2)))
+        part = part.with_effects(effects)
+        fps = 44100
+        arr = part.to_soundarray(fps=fps)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        want = int(round(duration * fps))
+        if arr.shape[0] < want:  # no loop: silence after the audio ends
+            arr = np.concatenate([arr, np.zeros((want - arr.shape[0], arr.shape[1]))])
+        arr = arr[:want]
+        _write_wav(dest, arr, fps)
+    finally:
+        src.close()
+    return dest
+
+
+def _write_wav(path: Path, arr: np.ndarray, fps: int) -> None:
+    import wave
+    pcm = (np.clip(arr, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(pcm.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(fps)
+        w.writeframes(pcm.tobytes())
+
+
+def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: int = 18,
+                preset: str = "medium", audio: AudioSpec | None = None,
+                ctx: RunContext | None = None) -> Path:
+    """Encode `clip` once to `out` (atomically) and return the final path.
+
+    A path ending in '/' (or codec 'png') writes a folder of PNG frames plus `fps.txt`.
+    """
+    ctx = ctx or RunContext()
+    codec = codec_for(out, codec)
+    if codec == "png":
+        return _write_png_folder(clip, Path(str(out).rstrip("/")), ctx)
+    if codec == "gif" and audio is not None:
+        raise ValueError("a GIF cannot carry audio; choose .mp4/.webm/.mov or drop the audio")
+    frames = _even(clip.frames) if codec in ("h264", "h265", "vp9") else clip.frames
+    t, h, w, _ = frames.shape
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="studio-enc-") as td, atomic_path(out) as tmp:
+        cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate(clip.fps),
+               "-i", "-"]
+        if audio is not None:
+            wav = prepare_audio(audio, t / clip.fps, Path(td) / "audio.wav")
+            cmd += ["-i", str(wav)]
+        cmd += _video_args(codec, crf, preset)
+        if audio is not None:
+            acodec = {"vp9": "libopus", "prores": "pcm_s16le"}.get(codec, "aac")
+            cmd += ["-map", "0:v:0", "-map", "1:a:0", "-c:a", acodec, "-shortest"]
+        cmd += ["-frames:v", str(t), str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for i in range(t):
+                ctx.step("encode", i + 1, t)
+                proc.stdin.write(np.ascontiguousarray(frames[i]).tobytes())
+            proc.stdin.close()
+            err = proc.stderr.read().decode(errors="replace")
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if rc != 0:
+            raise RuntimeError(f"ffmpeg failed encoding {out.name} ({codec}): {err.strip()[-500:]}")
+    return out
+
+
+def _write_png_folder(clip: Clip, out: Path, ctx: RunContext) -> Path:
+    import cv2
+    with atomic_path(out, is_dir=True) as tmp:
+        n = clip.frames.shape[0]
+        for i, f in enumerate(clip.frames):
+            ctx.step("encode", i + 1, n)
+            if not cv2.imwrite(str(tmp / f"frame_{i:05d}.png"), f[:, :, ::-1]):
+                raise RuntimeError(f"could not write PNG frame {i} into {out}")
+        (tmp / "fps.txt").write_text(f"{clip.fps!r}\n")
+    return out
+
+
+def _parse_stream_info(text: str) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    m = re.search(r"Video: (\w+)[^,]*, ([a-z0-9]+)(?:\([^)]*\))?,\s*(\d+)x(\d+)", text)
+    if m:
+        info.update(codec=m.group(1), pix_fmt=m.group(2), width=int(m.group(3)), height=int(m.group(4)))
+    m = re.search(r"([\d.]+) fps", text) or re.search(r"([\d.]+) tbr", text)
+    if m:
+        info["fps_nominal"] = float(m.group(1))
+    info["has_audio"] = bool(re.search(r"Stream #\d+:\d+.*Audio:", text))
+    return info
+
+
+def probe_video(path: str | Path) -> dict[str, Any]:
+    """Frames, fps, size, codec, pixel format and duration of a video (decodes to count frames)."""
+    import imageio_ffmpeg
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"video {str(path)!r} does not exist")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(p)], capture_output=True, text=True)
+    info = _parse_stream_info(proc.stderr)
+    if "codec" not in info:
+        raise ValueError(f"{p} is not a readable video: {proc.stderr.strip().splitlines()[-1:]}")
+    rd = imageio_ffmpeg.read_frames(str(p))
+    meta = next(rd)
+    rd.close()
+    n, secs = imageio_ffmpeg.count_frames_and_secs(str(p))
+    info.update(frames=n, fps=float(meta.get("fps") or info.get("fps_nominal", 0)), duration=secs)
+    return info
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> Clip:
+    """Decode a video file (or a PNG frame folder written by `write_video`) into a Clip."""
+    p = Path(str(path).rstrip("/"))
+    if p.is_dir():
+        return _read_png_folder(p)
+    if not p.is_file():
+        raise ValueError(f"input {str(path)!r} does not exist")
+    import imageio_ffmpeg
+    try:
+        rd = imageio_ffmpeg.read_frames(str(p), pix_fmt="rgb24")
+        meta = next(rd)
+    except (RuntimeError, OSError, StopIteration) as e:
+        raise ValueError(f"{p} is not a readable video ({e})") from None
+    w, h = meta["size"]
+    frames = []
+    for buf in rd:
+        frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
+        if max_frames and len(frames) >= max_frames:
+            rd.close()
+            break
+    if not frames:
+        raise ValueError(f"{p} has no video frames")
+    fps = float(meta.get("fps") or 0)
+    if fps <= 0:
+        raise ValueError(f"{p}: could not read its frame rate")
+    return Clip(np.stack(frames), fps, {"source": str(p)})
+
+
+def _read_png_folder(p: Path) -> Clip:
+    import cv2
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".png")
+    if not files:
+        raise ValueError(f"folder {p} holds no PNG frames")
+    frames = []
+    for f in files:
+        im = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if im is None:
+            raise ValueError(f"frame {f} is not a readable PNG")
+        frames.append(im[:, :, ::-1])
+    shapes = {fr.shape for fr in frames}
+    if len(shapes) != 1:
+        raise ValueError(f"frames in {p} differ in size: {sorted(shapes)}")
+    fps_file = p / "fps.txt"
+    fps = float(fps_file.read_text().strip()) if fps_file.is_file() else 8.0
+    return Clip(np.ascontiguousarray(np.stack(frames)), fps, {"source": str(p)})
+
+
+def last_frame(path: str | Path) -> np.ndarray:
+    """The last decoded frame of a video or frame folder (RGB uint8)."""
+    return read_video(path).frames[-1].copy()
+
+
+def mp4_atom_order(path: str | Path) -> list[str]:
+    """Top-level MP4 box types in file order (to check that moov comes before mdat)."""
+    import struct
+    order = []
+    with open(path, "rb") as f:
+        while True:
+            hdr = f.read(8)
+            if len(hdr) < 8:
+                break
+            size, typ = struct.unpack(">I4s", hdr)
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+                f.seek(size - 16, 1)
+            elif size == 0:
+                order.append(typ.decode("latin-1"))
+                break
+            else:
+                f.seek(size - 8, 1)
+            order.append(typ.decode("latin-1"))
+    return order

@@ -1,0 +1,368 @@
+"""One way through the house: request -> engine (base clip) -> stages -> one encode + manifest.
+
+`make_ledger` computes, before anything runs, each step's frames, fps, duration, size and estimated
+cost; `generate`/`post_process`/`rerun` check at every step that what was made matches it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .clip import Clip, ClipSpec
+from .context import RunContext
+from .outputs import (
+    atomic_path,
+    base_clip_path,
+    manifest_path_for,
+    new_output_path,
+    read_manifest,
+    write_manifest,
+)
+from .params import SPEC
+from .request import GenerationRequest
+from .stages import Stage, plan_chain, run_chain, stage_to_dict
+
+log = logging.getLogger(__name__)
+
+POST_FIELDS = [n for n, p in SPEC.items() if p.group in ("post", "output")]
+ENCODE_SECONDS_PER_MPX = {"h264": 0.012, "h265": 0.05, "vp9": 0.04, "prores": 0.01, "gif": 0.03,
+                          "png": 0.03}
+
+
+def default_device() -> str:
+    """'cuda' when a GPU is usable, else 'cpu' (probed only when called)."""
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001
+        return "cpu"
+
+
+def build_stages(req: GenerationRequest) -> list[Stage]:
+    """The post-processing stages a request asks for, in its chosen order, models resolved."""
+    from postfx.interpolate import Interpolate
+
+    from postfx.upscale import Upscale
+
+    interp: Stage | None = None
+    if req.target_fps is not None:
+        interp = Interpolate(factor=1, target_fps=float(req.target_fps),
+                             scene_threshold=req.scene_threshold).resolved()
+    elif req.interpolate > 1:
+        interp = Interpolate(factor=req.interpolate, scene_threshold=req.scene_threshold).resolved()
+    up: Stage | None = None
+    if req.upscale > 1:
+        up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved()
+    order = [interp, up] if req.order == "interpolate-first" else [up, interp]
+    return [s for s in order if s is not None]
+
+
+def _describe(stage: Stage) -> str:
+    d = getattr(stage, "describe", None)
+    return d() if callable(d) else stage.name
+
+
+@dataclass
+class Ledger:
+    """The pre-run ledger: one row per step, and the final clip's exact shape."""
+
+    rows: list[dict[str, Any]]
+    final: ClipSpec
+
+    @property
+    def total_seconds(self) -> float:
+        """Sum of the estimated seconds of all rows."""
+        return round(sum(r.get("est_seconds") or 0.0 for r in self.rows), 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (goes into the manifest)."""
+        return {"rows": self.rows, "final": dataclasses.asdict(self.final),
+                "total_est_seconds": self.total_seconds}
+
+    def to_text(self) -> str:
+        """A fixed-width table for the terminal."""
+        head = f"{'step':<44} {'frames':>6} {'fps':>7} {'secs':>6} {'size':>11} {'est s':>7} {'est MB':>7}"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            size = f"{r['width']}x{r['height']}"
+            est = "" if r.get("est_seconds") is None else f"{r['est_seconds']:.2f}"
+            mem = "" if not r.get("est_memory_mb") else f"{r['est_memory_mb']:.0f}"
+            lines.append(f"{r['label'][:44]:<44} {r['frames']:>6} {r['fps']:>7.3f} {r['duration']:>6.2f} "
+                         f"{size:>11} {est:>7} {mem:>7}")
+        lines.append(f"{'total (estimate)':<44} {'':>6} {'':>7} {'':>6} {'':>11} {self.total_seconds:>7.2f}")
+        return "\n".join(lines)
+
+
+def _row(stage: str, label: str, spec: ClipSpec, est: dict[str, float] | None) -> dict[str, Any]:
+    est = est or {}
+    return {"stage": stage, "label": label, "frames": spec.frames, "fps": round(spec.fps, 6),
+            "duration": round(spec.duration, 4), "width": spec.width, "height": spec.height,
+            "est_seconds": round(float(est.get("seconds", 0.0)), 3),
+            "est_memory_mb": round(float(est.get("memory_mb", 0.0)), 1)}
+
+
+def ledger_for(base: ClipSpec, base_row: dict[str, Any], stages: list[Stage], codec: str,
+               device: str) -> Ledger:
+    """Ledger rows for a base clip, its stages and the final encode."""
+    from postfx.assemble import plan_output
+
+    rows = [base_row]
+    spec = base
+    for s, after in zip(stages, plan_chain(base, stages), strict=True):
+        rows.append(_row(s.name, _describe(s), after, s.estimate(spec, device)))
+        spec = after
+    final = plan_output(spec, codec)
+    mpx = final.frames * final.width * final.height / 1e6
+    rows.append(_row("encode", f"encode {codec}", final,
+                     {"seconds": mpx * ENCODE_SECONDS_PER_MPX.get(codec, 0.02)}))
+    return Ledger(rows, final)
+
+
+def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | None = None,
+                stages: list[Stage] | None = None) -> Ledger:
+    """The pre-run ledger for a generation request (validated first)."""
+    from postfx.assemble import codec_for
+
+    from .engines import get_engine
+
+    req.check()
+    engine = get_engine(req.engine)
+    base = engine.plan(req)
+    stages = build_stages(req) if stages is None else stages
+    codec = codec_for(out or "x.mp4", req.codec)
+    row = _row("engine", f"{engine.id}: {engine.label}", base, engine.estimate(req, device))
+    return ledger_for(base, row, stages, codec, device)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the output path, its manifest and the clips."""
+
+    output: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    clip: Clip
+    base_clip: Clip | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the output."""
+    import importlib.metadata as md
+    out = {"studio": __version__, "python": platform.python_version()}
+    for name in ("torch", "numpy", "opencv-python-headless", "moviepy", "imageio-ffmpeg", "pillow",
+                 "diffusers", "transformers", "peft"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_against(spec: ClipSpec, expect: ClipSpec, what: str) -> None:
+    if (spec.frames, spec.width, spec.height) != (expect.frames, expect.width, expect.height) or \
+            abs(spec.fps - expect.fps) > 1e-6:
+        raise RuntimeError(f"{what} produced {spec} but the ledger said {expect}")
+
+
+def _save_base(clip: Clip, out: Path) -> Path:
+    path = base_clip_path(out)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, frames=clip.frames, fps=np.float64(clip.fps))
+    return path
+
+
+def load_base(path: Path) -> Clip:
+    """Load a base clip saved beside an output (lossless)."""
+    if not path.is_file():
+        raise ValueError(f"the base clip {path} is missing; re-running needs it (generate again)")
+    with np.load(path) as z:
+        return Clip(z["frames"], float(z["fps"]), {"source": str(path)})
+
+
+def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: GenerationRequest,
+                         out: Path, ctx: RunContext, timings: dict[str, float],
+                         manifest_extra: dict[str, Any], base: Clip | None) -> RunResult:
+    from postfx.assemble import AudioSpec, plan_output, write_video
+
+    codec = ledger.rows[-1]["label"].split()[-1]
+    _check_against(plan_output(clip.spec, codec), ledger.final, "the chain")
+    audio = AudioSpec(req.audio, fade_in=req.audio_fade, fade_out=req.audio_fade) if req.audio else None
+    t0 = time.perf_counter()
+    written = write_video(clip, out, codec=codec, crf=req.crf, preset=req.preset, audio=audio, ctx=ctx)
+    timings["encode"] = round(time.perf_counter() - t0, 4)
+    try:
+        if base is not None:
+            _save_base(base, written)
+        manifest = {
+            "kind": "studio-manifest", "version": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "request": req.to_dict(),
+            "stages": [stage_to_dict(s) for s in stages],
+            "output": {"path": str(written), "codec": codec, "crf": req.crf, "preset": req.preset,
+                       **dataclasses.asdict(ledger.final)},
+            "base_clip": base_clip_path(written).name if base is not None else None,
+            "ledger": ledger.to_dict(),
+            "timings": timings,
+            "device": ctx.device,
+            "versions": library_versions(),
+            **manifest_extra,
+        }
+        mpath = write_manifest(written, manifest)
+    except BaseException:
+        for p in (written, base_clip_path(written)):
+            if p.is_file():
+                p.unlink()
+        raise
+    return RunResult(written, mpath, manifest, clip, base, timings)
+
+
+def _resolve_out(out: str | Path | None, req: GenerationRequest, stem: str) -> Path | str:
+    if out is None:
+        ext = {"vp9": ".webm", "gif": ".gif", "prores": ".mov", "png": "/"}.get(req.codec or "", ".mp4")
+        return new_output_path(stem, ext)
+    return out
+
+
+def generate(req: GenerationRequest, out: str | Path | None = None, ctx: RunContext | None = None,
+             ledger: Ledger | None = None) -> RunResult:
+    """Run a whole generation: base clip, post stages, one encode, manifest beside the output."""
+    from .engines import get_engine
+    from .images import image_sha256, load_image
+
+    ctx = ctx or RunContext(device=default_device())
+    req.check()
+    out = _resolve_out(out, req, req.prompt or Path(req.image).stem)
+    engine = get_engine(req.engine)
+    t_start = time.perf_counter()
+    image = load_image(req.image)
+    stages = build_stages(req)
+    ledger = ledger or make_ledger(req, ctx.device, out, stages)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    base = engine.generate(image, req, ctx)
+    timings["engine"] = round(time.perf_counter() - t0, 4)
+    _check_against(base.spec, ClipSpec(**{k: ledger.rows[0][k] for k in ("frames", "fps", "width",
+                                                                          "height")}), engine.id)
+    clip = run_chain(base, stages, ctx, timings)
+    extra = {"engine": {"id": engine.id, "label": engine.label, "family": engine.family},
+             "seed": req.seed,
+             "input": {"path": str(Path(req.image).resolve()), "sha256": image_sha256(req.image),
+                       "width": int(image.shape[1]), "height": int(image.shape[0])},
+             "engine_meta": {k: v for k, v in base.meta.items() if _jsonable(v)}}
+    describe = getattr(engine, "describe_weights", None)
+    if callable(describe):
+        extra["weights"] = describe(req)
+    res = _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+    timings["total"] = round(time.perf_counter() - t_start, 4)
+    write_manifest(res.output, res.manifest)
+    return res
+
+
+def _jsonable(v: Any) -> bool:
+    import json
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def post_settings(values: dict[str, Any]) -> GenerationRequest:
+    """A request that carries only post-processing/output settings (validated)."""
+    unknown = sorted(set(values) - set(POST_FIELDS))
+    if unknown:
+        raise ValueError(f"not a post-processing setting: {', '.join(unknown)}")
+    req = GenerationRequest(**values)
+    for name in POST_FIELDS:
+        setattr(req, name, SPEC[name].check(getattr(req, name)))
+    return req
+
+
+def _post_ledger(base: Clip, req: GenerationRequest, stages: list[Stage], out: str | Path, device: str,
+                 label: str) -> Ledger:
+    from postfx.assemble import codec_for
+    row = _row("input", label, base.spec, None)
+    return ledger_for(base.spec, row, stages, codec_for(out, req.codec), device)
+
+
+def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Path | None = None,
+                 ctx: RunContext | None = None) -> RunResult:
+    """Run post-processing stages on an existing video or PNG frame folder, with one encode."""
+    from postfx.assemble import read_video
+
+    ctx = ctx or RunContext(device=default_device())
+    req = post_settings(settings)
+    if req.target_fps is not None and req.interpolate > 1:
+        raise ValueError(f"give interpolate={req.interpolate} or target_fps={req.target_fps}, not both")
+    base = read_video(input_path)
+    out = _resolve_out(out, req, Path(str(input_path).rstrip("/")).stem + "-post")
+    stages = build_stages(req)
+    ledger = _post_ledger(base, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}")
+    timings: dict[str, float] = {}
+    clip = run_chain(base, stages, ctx, timings)
+    extra = {"input": {"path": str(Path(input_path).resolve())}, "engine": None}
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+
+
+def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
+          out: str | Path | None = None, ctx: RunContext | None = None) -> RunResult:
+    """Re-run the post-processing of a saved output from its manifest and saved base clip.
+
+    Only post-processing and output settings may change; the base clip is not regenerated.
+    """
+    ctx = ctx or RunContext(device=default_device())
+    mpath = Path(manifest_path)
+    m = read_manifest(mpath)
+    overrides = dict(overrides or {})
+    bad = sorted(set(overrides) - set(POST_FIELDS))
+    if bad:
+        raise ValueError(f"rerun can change post-processing settings only, not: {', '.join(bad)}")
+    if not m.get("base_clip"):
+        raise ValueError(f"manifest {mpath} has no saved base clip to re-run from")
+    base = load_base(mpath.with_name(m["base_clip"]))
+    req = GenerationRequest.from_dict(m["request"])
+    for k, v in overrides.items():
+        setattr(req, k, v)
+    if "interpolate" in overrides and "target_fps" not in overrides:
+        req.target_fps = None
+    if "target_fps" in overrides and overrides["target_fps"] is not None and "interpolate" not in overrides:
+        req.interpolate = 1
+    post = post_settings({k: getattr(req, k) for k in POST_FIELDS})
+    for k in POST_FIELDS:
+        setattr(req, k, getattr(post, k))
+    out = _resolve_out(out, req, mpath.stem.replace(".mp4", "") + "-rerun")
+    stages = build_stages(req)
+    ledger = _post_ledger(base, req, stages, out, ctx.device, "saved base clip")
+    timings: dict[str, float] = {}
+    clip = run_chain(base, stages, ctx, timings)
+    extra = {k: m.get(k) for k in ("engine", "seed", "input", "engine_meta", "weights") if k in m}
+    extra["parent"] = str(mpath.resolve())
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+
+
+def request_from_manifest(path: str | Path) -> GenerationRequest:
+    """The request a manifest recorded, checked against the input image's sha256."""
+    from .images import image_sha256
+    m = read_manifest(path)
+    if m.get("engine") is None:
+        raise ValueError(f"{path} records a post-processing run, not a generation; use `post` again")
+    req = GenerationRequest.from_dict(m["request"])
+    want = m.get("input", {}).get("sha256")
+    if want and Path(req.image).is_file() and image_sha256(req.image) != want:
+        raise ValueError(f"input image {req.image} changed since {path} was written (sha256 differs)")
+    return req
+
+
+__all__ = ["Ledger", "RunResult", "build_stages", "generate", "make_ledger", "manifest_path_for",
+           "post_process", "rerun", "request_from_manifest"]
