@@ -1,9 +1,10 @@
 """Assembly: the one final encode (H.264/H.265/VP9/ProRes/GIF/PNG folder), reading and probing.
 
-Video goes straight to imageio-ffmpeg's bundled ffmpeg through a pipe, so the file holds exactly the
-frames the ledger promised at an exact rational fps (MoviePy's writer rounds fps to 2 decimals and
-derives the frame count from a float duration).  MoviePy v2 prepares the audio track: trim or loop to
-the video's length, volume, fades.  No system ffmpeg is needed.
+Video goes straight to imageio-ffmpeg's bundled ffmpeg (the binary MoviePy v2 uses) through a pipe,
+so the file holds exactly the frames the ledger promised at an exact rational fps.  We do not use
+MoviePy's writer: it rounds fps to 2 decimals (23.976 -> 23.98), derives the frame count from a float
+duration, and forces yuva420p for H.264.  Its audio reader also fails at clip edges when looping, so
+audio is decoded with ffmpeg and looped/trimmed/faded in numpy.  No system ffmpeg is needed.
 """
 
 from __future__ import annotations
@@ -117,42 +118,60 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def prepare_audio(audio: AudioSpec, duration: float, dest: Path) -> Path:
-    """Cut the audio bed to `duration` with MoviePy (loop or trim, volume, fades) into a WAV file."""
-    from moviepy import AudioFileClip, afx, concatenate_audioclips
+def decode_audio(path: str | Path, sr: int = 44100, channels: int = 2) -> np.ndarray:
+    """Decode any audio (or a video's audio track) to float32 samples × channels with ffmpeg."""
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-f", "f32le",
+                           "-ac", str(channels), "-ar", str(sr), "-"], capture_output=True)
+    if proc.returncode != 0:
+        raise ValueError(f"audio file {str(path)!r} could not be decoded: "
+                         f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+    arr = np.frombuffer(proc.stdout, np.float32).reshape(-1, channels)
+    if arr.shape[0] == 0:
+        raise ValueError(f"audio file {str(path)!r} holds no audio samples")
+    return arr
 
+
+def _ramp(n: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n, dtype=np.float32)))[:, None]
+
+
+def fit_audio(arr: np.ndarray, sr: int, duration: float, *, loop: bool = True, fade_in: float = 0.0,
+              fade_out: float = 0.0, volume: float = 1.0, join_fade: float = 0.01) -> np.ndarray:
+    """Loop or trim samples to `duration`; short fades at loop joins (no clicks); fades in/out."""
+    want = int(round(duration * sr))
+    if arr.shape[0] >= want:
+        out = arr[:want].copy()
+    elif loop:
+        j = min(int(join_fade * sr), arr.shape[0] // 4)
+        piece = arr.copy()
+        if j > 0:
+            piece[:j] *= _ramp(j)
+            piece[-j:] *= _ramp(j)[::-1]
+        reps = int(np.ceil(want / arr.shape[0]))
+        out = np.concatenate([piece] * reps)[:want].copy()
+    else:
+        out = np.concatenate([arr, np.zeros((want - arr.shape[0], arr.shape[1]), arr.dtype)])
+    out *= volume
+    n_in = min(int(fade_in * sr), want // 2)
+    n_out = min(int(fade_out * sr), want // 2)
+    if n_in > 0:
+        out[:n_in] *= _ramp(n_in)
+    if n_out > 0:
+        out[-n_out:] *= _ramp(n_out)[::-1]
+    return out
+
+
+def prepare_audio(audio: AudioSpec, duration: float, dest: Path, sr: int = 44100) -> Path:
+    """Cut the audio bed to `duration` (offset, loop or trim, volume, fades) into a WAV file."""
     audio.check()
-    src = AudioFileClip(audio.path)
-    try:
-        avail = max(0.0, src.duration - audio.offset)
-        if avail <= 0:
-            raise ValueError(f"audio offset={audio.offset} is past the end of {audio.path} "
-                             f"({src.duration:.2f} s)")
-        part = src.subclipped(audio.offset, src.duration)
-        if avail < duration and audio.loop:
-            n = int(np.ceil(duration / avail))
-            # short crossfades at the joins avoid clicks
-            j = min(0.02, avail / 4)
-            pieces = [part.with_effects([afx.AudioFadeIn(j), afx.AudioFadeOut(j)]) for _ in range(n)]
-            part = concatenate_audioclips(pieces)
-        part = part.subclipped(0, min(duration, part.duration))
-        effects = [afx.MultiplyVolume(audio.volume)]
-        if audio.fade_in > 0:
-            effects.append(afx.AudioFadeIn(min(audio.fade_in, part.duration / 2)))
-        if audio.fade_out > 0:
-            effects.append(afx.AudioFadeOut(min(audio.fade_out, part.duration / 2)))
-        part = part.with_effects(effects)
-        fps = 44100
-        arr = part.to_soundarray(fps=fps)
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        want = int(round(duration * fps))
-        if arr.shape[0] < want:  # no loop: silence after the audio ends
-            arr = np.concatenate([arr, np.zeros((want - arr.shape[0], arr.shape[1]))])
-        arr = arr[:want]
-        _write_wav(dest, arr, fps)
-    finally:
-        src.close()
+    arr = decode_audio(audio.path, sr)
+    start = int(round(audio.offset * sr))
+    if start >= arr.shape[0]:
+        raise ValueError(f"audio offset={audio.offset} is past the end of {audio.path} "
+                         f"({arr.shape[0] / sr:.2f} s)")
+    out = fit_audio(arr[start:], sr, duration, loop=audio.loop, fade_in=audio.fade_in,
+                    fade_out=audio.fade_out, volume=audio.volume)
+    _write_wav(dest, out, sr)
     return dest
 
 
