@@ -1,0 +1,88 @@
+"""The audio bed: checked before encoding, rendered to a WAV as long as the video, muxed by write_video.
+
+Looping and trimming use `postfx.assemble.fit_audio` (short fades at loop joins, fades in/out).
+A non-looping bed shorter than the video is faded out where its sound ends — not at the video's
+end, on silence — so the sound never stops with a click; silence follows it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+
+RATE = 44_100
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary that imageio-ffmpeg ships."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def audio_duration(path: str | Path, where: str = "audio.path") -> float:
+    """Seconds of sound in a file; ValueError naming `where` if it is missing or has no audio."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{where}={str(path)!r} does not exist")
+    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)],
+                         capture_output=True, text=True, check=False)
+    if not re.search(r"Stream #\d+:\d+.*Audio:", res.stderr):
+        raise ValueError(f"{where}={str(path)!r} has no audio stream")
+    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", res.stderr)
+    if not m:
+        raise ValueError(f"{where}={str(path)!r}: cannot read its duration")
+    h, mi, s = m.groups()
+    return int(h) * 3600 + int(mi) * 60 + float(s)
+
+
+def build_bed(samples: np.ndarray, duration: float, *, loop: bool, volume: float, fade_in: float,
+              fade_out: float, rate: int = RATE) -> np.ndarray:
+    """The bed as float32 samples×channels, exactly round(duration × rate) long.
+
+    Longer sound is cut at the video's end and faded out there; shorter sound loops (short fades
+    at each join) or plays once, faded in and out, followed by silence.
+    """
+    from postfx.assemble import fit_audio
+
+    want = int(round(duration * rate))
+    if loop or len(samples) >= want:
+        return fit_audio(samples, rate, duration, loop=loop, fade_in=fade_in, fade_out=fade_out,
+                         volume=volume)
+    sound = fit_audio(samples, rate, len(samples) / rate, loop=False, fade_in=fade_in,
+                      fade_out=fade_out, volume=volume)[:len(samples)]
+    out = np.zeros((want, samples.shape[1]), np.float32)
+    out[:len(sound)] = sound
+    return out
+
+
+def write_wav(samples: np.ndarray, path: str | Path, rate: int = RATE) -> Path:
+    """Write float samples×channels (-1..1) as a 16-bit PCM WAV."""
+    pcm = np.rint(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(samples.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return Path(path)
+
+
+def bed_audio_spec(bed, path: Path, duration: float, tmpdir: Path):
+    """Render the bed for `duration` seconds into `tmpdir` and return write_video's AudioSpec for it.
+
+    The WAV already has its offset, length, volume and fades, so the AudioSpec changes nothing.
+    """
+    from postfx.assemble import AudioSpec, decode_audio
+
+    samples = decode_audio(path, RATE)
+    start = int(round(bed.offset * RATE))
+    if start >= len(samples):
+        raise ValueError(f"audio.offset={bed.offset:g} is at or past the end of {str(path)!r}")
+    data = build_bed(samples[start:], duration, loop=bed.loop, volume=bed.volume, fade_in=bed.fade_in,
+                     fade_out=bed.fade_out)
+    wav = write_wav(data, tmpdir / "bed.wav")
+    return AudioSpec(path=str(wav), offset=0.0, volume=1.0, fade_in=0.0, fade_out=0.0, loop=False)
