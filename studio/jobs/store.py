@@ -1,0 +1,254 @@
+"""SQLite job store: every job's kind, payload, status, progress, result and error, persisted.
+
+One row per job.  Status moves queued -> running -> done | failed | cancelled (a queued job may go
+straight to cancelled).  The store is safe to share between threads and between processes: each
+call opens its own short-lived connection, and a queued job is claimed with one conditional UPDATE,
+so two workers never run the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    i INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    preview TEXT,
+    result TEXT,
+    error TEXT,
+    owner TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
+"""
+
+
+def default_db_path() -> Path:
+    """$STUDIO_JOBS_DB, else outputs/jobs.sqlite (beside the outputs it describes)."""
+    env = os.environ.get("STUDIO_JOBS_DB")
+    if env:
+        return Path(env)
+    from ..outputs import outputs_dir
+    return outputs_dir() / "jobs.sqlite"
+
+
+@dataclass
+class Job:
+    """One job row, decoded."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    stage: str = ""
+    i: int = 0
+    n: int = 0
+    message: str = ""
+    preview: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    owner: str | None = None
+    cancel_requested: bool = False
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def finished_ok(self) -> bool:
+        """True when the job is done (not failed or cancelled)."""
+        return self.status == "done"
+
+    @property
+    def is_active(self) -> bool:
+        """True while the job is queued or running."""
+        return self.status in ("queued", "running")
+
+    @property
+    def fraction(self) -> float:
+        """Progress within the current stage, 0..1."""
+        return min(1.0, self.i / self.n) if self.n > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the REST API's job record)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    d = dict(row)
+    d["payload"] = json.loads(d["payload"])
+    d["result"] = json.loads(d["result"]) if d["result"] else {}
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return Job(**d)
+
+
+def owner_token() -> str:
+    """A token naming this process: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobStore:
+    """The SQLite table of jobs at `path` (created on first use)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.executescript(_SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, kind: str, payload: dict[str, Any]) -> Job:
+        """Insert a queued job and return it."""
+        if not kind or not isinstance(kind, str):
+            raise ValueError(f"job kind={kind!r} must be a non-empty string")
+        text = json.dumps(payload, default=str)
+        job_id = uuid.uuid4().hex[:12]
+        with self._conn() as c:
+            c.execute("INSERT INTO jobs (id, kind, payload, status, created) VALUES (?, ?, ?, 'queued', ?)",
+                      (job_id, kind, text, time.time()))
+        return self.get(job_id)
+
+    def claim(self, owner: str, kinds: list[str] | None = None) -> Job | None:
+        """Atomically take the oldest queued job (of `kinds`, if given) and mark it running."""
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                q = "SELECT id FROM jobs WHERE status='queued'"
+                args: list[Any] = []
+                if kinds is not None:
+                    q += f" AND kind IN ({','.join('?' * len(kinds))})"
+                    args += kinds
+                row = c.execute(q + " ORDER BY created, rowid LIMIT 1", args).fetchone()
+                if row is None:
+                    c.execute("COMMIT")
+                    return None
+                c.execute("UPDATE jobs SET status='running', owner=?, started=?, message='starting' "
+                          "WHERE id=? AND status='queued'", (owner, time.time(), row["id"]))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return self.get(row["id"])
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set some columns of a job (result is JSON-encoded)."""
+        if not fields:
+            return
+        bad = sorted(set(fields) - set(Job.__dataclass_fields__) - {"id"})
+        if bad:
+            raise ValueError(f"unknown job field(s): {', '.join(bad)}")
+        if "result" in fields:
+            fields["result"] = json.dumps(fields["result"], default=str)
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"status={fields['status']!r} is not one of {', '.join(STATUSES)}")
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._conn() as c:
+            c.execute(f"UPDATE jobs SET {cols} WHERE id=?", [*fields.values(), job_id])
+
+    def progress(self, job_id: str, stage: str, i: int, n: int, message: str = "") -> None:
+        """Record progress: step `i` of `n` in `stage`."""
+        self.update(job_id, stage=stage, i=int(i), n=int(n), message=message or f"{stage} {i}/{n}")
+
+    def finish(self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
+               error: str | None = None, message: str = "") -> None:
+        """Mark a job done, failed or cancelled."""
+        if status not in FINISHED:
+            raise ValueError(f"finish status={status!r} is not one of {', '.join(FINISHED)}")
+        self.update(job_id, status=status, result=result or {}, error=error,
+                    message=message or status, finished=time.time())
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; flag a running one (its worker stops at the next step)."""
+        job = self.get(job_id)
+        with self._conn() as c:
+            c.execute("UPDATE jobs SET status='cancelled', cancel_requested=1, finished=?, "
+                      "message='cancelled before it started' WHERE id=? AND status='queued'",
+                      (time.time(), job_id))
+            c.execute("UPDATE jobs SET cancel_requested=1, message='cancelling' "
+                      "WHERE id=? AND status='running'", (job_id,))
+        return self.get(job.id)
+
+    def delete(self, job_id: str) -> None:
+        """Forget a finished job (a queued or running one must be cancelled first)."""
+        job = self.get(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.status}; cancel it before deleting")
+        with self._conn() as c:
+            c.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
+    def recover(self, is_alive: Any) -> list[str]:
+        """Mark running jobs whose owner is gone (`is_alive(owner)` false) as failed; return their ids."""
+        lost = [j for j in self.list(status="running") if not is_alive(j.owner)]
+        for j in lost:
+            self.update(j.id, status="failed", finished=time.time(), message="interrupted",
+                        error="interrupted: the studio stopped while this job was running; submit it again")
+        return [j.id for j in lost]
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        """The job with `job_id`; an unknown id raises KeyError naming it."""
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job with id {job_id!r}")
+        return _row_to_job(row)
+
+    def list(self, status: str | tuple[str, ...] | None = None, kind: str | None = None,
+             limit: int = 200) -> list[Job]:
+        """Jobs, newest first, optionally only those with `status` (one or several) and `kind`."""
+        q, args = "SELECT * FROM jobs WHERE 1=1", []
+        if status is not None:
+            sts = (status,) if isinstance(status, str) else tuple(status)
+            bad = [s for s in sts if s not in STATUSES]
+            if bad:
+                raise ValueError(f"status={bad[0]!r} is not one of {', '.join(STATUSES)}")
+            q += f" AND status IN ({','.join('?' * len(sts))})"
+            args += list(sts)
+        if kind is not None:
+            q += " AND kind=?"
+            args.append(kind)
+        q += " ORDER BY created DESC, rowid DESC LIMIT ?"
+        args.append(int(limit))
+        with self._conn() as c:
+            rows = c.execute(q, args).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        with self._conn() as c:
+            rows = c.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        out = dict.fromkeys(STATUSES, 0)
+        out.update({r["status"]: r["n"] for r in rows})
+        return out

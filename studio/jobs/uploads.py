@@ -1,0 +1,47 @@
+"""Accepted input images (shared by the pages and the REST API): validated, kept under <outputs>/uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+DEFAULT_MAX_UPLOAD_MB = 50.0
+
+
+def uploads_dir() -> Path:
+    """Where accepted input images are kept: <outputs>/uploads."""
+    from ..outputs import outputs_dir
+    p = outputs_dir() / "uploads"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def max_upload_mb() -> float:
+    """The studio's own upload limit in MB ($STUDIO_MAX_UPLOAD_MB, default 50)."""
+    return float(os.environ.get("STUDIO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
+
+
+def accept_image(name: str, data: bytes) -> Path:
+    """Validate uploaded image bytes and keep them as <uploads>/<sha12>-<name>.
+
+    Raises ValueError whose text names the file and says what is wrong (too big, corrupt, not an image).
+    """
+    from ..images import load_image
+    limit = max_upload_mb()
+    size_mb = len(data) / 1e6
+    if size_mb > limit:
+        raise ValueError(f"{name} is {size_mb:.1f} MB, over the {limit:g} MB upload limit")
+    sha = hashlib.sha256(data).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)[-60:] or "image"
+    dest = uploads_dir() / f"{sha}-{safe}"
+    if not dest.is_file():
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(data)
+        try:
+            load_image(tmp)
+        except ValueError as e:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"{name}: {getattr(e, 'reason', e)}") from None
+        os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,227 @@
+"""The Generate page: input image, prompt, engine, LoRAs, spec-driven parameters, post-processing,
+the live ledger, and a job submitted to the shared queue whose progress is polled by a fragment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ..params import Param
+from .common import EngineInfo, accept_image, save_frame, uploads_dir
+from .loras import list_loras
+from .widgets import load_values, widget, widgets
+
+EXAMPLES = ("camera slowly zooming in", "pan right, clouds drifting", "slow orbit left around the subject",
+            "dolly out, gentle handheld sway")
+SOURCES = ("Upload", "From the gallery", "Last frame of a clip")
+POST_NAMES = ("interpolate", "target_fps", "upscale", "upscaler", "color_match", "order", "scene_threshold")
+OUTPUT_NAMES = ("codec", "crf", "preset")
+LORA_STRENGTH_RANGE = (-4.0, 4.0)  # GenerationRequest.check's bounds for a LoRA strength
+POLL_S = 1.0
+
+
+def current_job_id() -> str | None:
+    """The job this tab follows (kept in the URL too, so a reload finds it again)."""
+    jid = st.session_state.get("job") or st.query_params.get("job")
+    return str(jid) if jid else None
+
+
+def follow_job(job_id: str) -> None:
+    """Make this tab follow `job_id`."""
+    st.session_state["job"] = job_id
+    st.query_params["job"] = job_id
+
+
+def apply_pending() -> list[str]:
+    """Apply 'reuse settings' / 'continue from last frame' requested on the previous run.
+
+    Must run before any widget is drawn.  Returns error texts for refused values.
+    """
+    from ..engines import get_engine
+    errors: list[str] = []
+    if "_continue" in st.session_state:
+        st.session_state["gen_image"] = st.session_state.pop("_continue")
+    trig = st.session_state.pop("_insert_trigger", None)
+    if trig:
+        cur = str(st.session_state.get("gen_prompt", "")).strip()
+        st.session_state["gen_prompt"] = f"{cur}, {trig}" if cur else trig
+    reuse = st.session_state.pop("_reuse", None)
+    if reuse:
+        try:
+            eng = get_engine(reuse.get("engine", "camera"))
+        except ValueError as e:
+            return [str(e)]
+        st.session_state["gen_engine"] = eng.id
+        st.session_state["gen_prompt"] = reuse.get("prompt", "")
+        if reuse.get("image") and Path(reuse["image"]).is_file():
+            st.session_state["gen_image"] = reuse["image"]
+        spec = eng.spec()
+        vals = {k: v for k, v in reuse.items() if k in spec and k not in ("prompt", "engine")}
+        post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES}
+        errors += load_values(spec, vals, f"gen_{eng.id}_")
+        errors += load_values(spec, post, "gen_post_")
+        st.session_state["gen_interp_mode"] = (
+            "target fps" if post.get("target_fps") else
+            f"×{post['interpolate']}" if (post.get("interpolate") or 1) > 1 else "off")
+        st.session_state["gen_post_up_on"] = (post.get("upscale") or 1) > 1
+        if post.get("target_fps"):
+            st.session_state["gen_post_tfps"] = float(post["target_fps"])
+        errors += load_values(eng.extra_spec(), reuse.get("extra") or {}, f"gen_{eng.id}_x_")
+        st.session_state["gen_loras"] = [lr["name"] for lr in reuse.get("loras") or []]
+        for lr in reuse.get("loras") or []:
+            st.session_state[f"gen_lora_{lr['name']}"] = float(lr.get("strength", 1.0))
+    return errors
+
+
+def input_section() -> str | None:
+    """Pick the input image; returns its path (validated) or None."""
+    src = st.radio("Input image", SOURCES, key="gen_source", horizontal=True)
+    if src == "Upload":
+        up = st.file_uploader("Photo", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                              key="gen_upload", help="The still image to animate.")
+        if up is not None and st.session_state.get("gen_upload_id") != up.file_id:
+            try:
+                st.session_state["gen_image"] = str(accept_image(up.name, up.getvalue()))
+                st.session_state["gen_upload_id"] = up.file_id
+            except ValueError as e:
+                st.session_state["gen_image"] = None
+                st.error(f"Cannot use this image — {e}")
+    elif src == "From the gallery":
+        imgs = sorted((p for p in uploads_dir().iterdir() if p.is_file() and not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        if not imgs:
+            st.info("No images yet: upload one first.")
+        else:
+            pick = st.selectbox("Earlier image", [str(p) for p in imgs], format_func=lambda s: Path(s).name)
+            if st.button("Use this image"):
+                st.session_state["gen_image"] = pick
+    else:
+        from ..outputs import list_outputs
+        recs = [r for r in list_outputs() if r.path.is_file()]
+        if not recs:
+            st.info("No clips yet.")
+        else:
+            pick = st.selectbox("Clip", [str(r.path) for r in recs], format_func=lambda s: Path(s).name)
+            if st.button("Use its last frame"):
+                use_last_frame(Path(pick))
+    img = st.session_state.get("gen_image")
+    if img and Path(img).is_file():
+        st.image(img, caption=Path(img).name, width=256)
+        return img
+    return None
+
+
+def use_last_frame(clip_path: Path) -> None:
+    """Make the last frame of a clip the next input image."""
+    from postfx.assemble import last_frame
+    st.session_state["gen_image"] = str(save_frame(last_frame(clip_path), clip_path.stem))
+
+
+def prompt_section(uses_prompt: bool) -> str:
+    """The motion prompt and its example chips."""
+    def _set(text: str) -> None:
+        st.session_state["gen_prompt"] = text
+    st.session_state.setdefault("gen_prompt", "")
+    text = st.text_area("Motion prompt", key="gen_prompt", height=80,
+                        help="Describe the motion, e.g. 'camera slowly zooming in'." +
+                        ("" if uses_prompt else " This engine ignores the prompt."))
+    cols = st.columns(len(EXAMPLES))
+    for i, ex in enumerate(EXAMPLES):
+        cols[i].button(ex, key=f"chip_{i}", on_click=_set, args=(ex,), width="stretch")
+    return text
+
+
+def engine_section(infos: list[EngineInfo]) -> EngineInfo:
+    """The engine picker; engines that are not ready are greyed with their install command."""
+    by_id = {e.id: e for e in infos}
+    if st.session_state.get("gen_engine") not in by_id:
+        st.session_state["gen_engine"] = infos[0].id
+    eid = st.selectbox("Engine", list(by_id), key="gen_engine",
+                       format_func=lambda i: by_id[i].label + ("" if by_id[i].ready else " — not installed"))
+    with st.expander("All engines", expanded=False):
+        for e in infos:
+            if e.ready:
+                st.markdown(f"✅ **{e.label}** (`{e.id}`) — {e.detail}")
+            else:
+                st.markdown(f":gray[⛔ {e.label} (`{e.id}`) — {e.detail}]")
+                if e.command:
+                    st.code(e.command, language="bash")
+    eng = by_id[eid]
+    if not eng.ready:
+        st.warning(f"Engine {eng.label} is not installed: {eng.detail}")
+        if eng.command:
+            st.code(eng.command, language="bash")
+    return eng
+
+
+def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
+    """The LoRA picker with strengths; returns (loras, errors for incompatible ones)."""
+    from ..request import LoraRef
+    lib = list_loras()
+    if not lib:
+        st.caption("No LoRAs in the library (add some on the Models & LoRAs page).")
+        st.session_state["gen_loras"] = []
+        return [], []
+    if not eng.supports_loras:
+        st.caption(f"The {eng.label} engine takes no LoRAs.")
+        return [], []
+    by_name = {lv.name: lv for lv in lib}
+    chosen = [n for n in st.session_state.get("gen_loras", []) if n in by_name]
+    st.session_state["gen_loras"] = chosen
+    names = st.multiselect("LoRAs", list(by_name), key="gen_loras",
+                           format_func=lambda n: f"{n} ({by_name[n].family or '?'})")
+    out, errors = [], []
+    for n in names:
+        lv = by_name[n]
+        if lv.family and eng.family and lv.family != eng.family:
+            errors.append(f"LoRA {n!r} is for the {lv.family} family; engine {eng.id} needs {eng.family}")
+        key = f"gen_lora_{n}"
+        st.session_state.setdefault(key, lv.default_strength)
+        c = st.columns([3, 2])
+        s = c[0].slider(f"{n} strength", *LORA_STRENGTH_RANGE, step=0.05, key=key)
+        if lv.trigger_words and c[1].button(f"Insert “{', '.join(lv.trigger_words)}”", key=f"trig_{n}"):
+            st.session_state["_insert_trigger"] = ", ".join(lv.trigger_words)
+            st.rerun()
+        out.append(LoraRef(n, float(s)).__dict__)
+    return out, errors
+
+
+def interp_options(p: Param) -> list[str]:
+    """'off', the power-of-two factors the spec allows, and 'target fps'."""
+    hi = int(p.max or 1)
+    facs, f = [], 2
+    while f <= hi:
+        if p.min is None or f >= p.min:
+            facs.append(f)
+        f *= 2
+    return ["off", *[f"×{f}" for f in facs], "target fps"]
+
+
+def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[str, Any]:
+    """Interpolation (×N or target fps) and upscaling (model, ×N) toggles, plus advanced settings."""
+    vals: dict[str, Any] = {"interpolate": 1, "target_fps": None, "upscale": 1}
+    c = st.columns(2)
+    with c[0]:
+        mode = st.radio("Interpolation", interp_options(spec["interpolate"]), key=prefix + "interp_mode",
+                        horizontal=True, help=spec["interpolate"].help)
+        if mode == "target fps":
+            tp = spec["target_fps"]
+            guess = min(float(tp.max or 240), max(base_fps * 2, float(tp.min or 1)))
+            st.session_state.setdefault(prefix + "tfps", guess)
+            vals["target_fps"] = widget(tp.override(optional=False), prefix + "tfps", label="Target fps")
+        elif mode != "off":
+            vals["interpolate"] = int(mode.lstrip("×"))
+    with c[1]:
+        if st.toggle("Upscale", key=prefix + "up_on", help=spec["upscale"].help):
+            up = spec["upscale"]
+            scales = [s for s in (up.choices or ()) if s != 1]
+            if st.session_state.get(prefix + "upscale") not in scales:
+                st.session_state[prefix + "upscale"] = scales[0]
+            vals["upscale"] = st.selectbox("Scale", scales, key=prefix + "upscale",
+                                           format_func=lambda s: f"×{s}")
+            vals["upscaler"] = widget(spec["upscaler"], prefix + "upscaler", label="Upscale model")
+    extra = [n for n in POST_NAMES if n not in ("interpolate", "target_fps", "upscale", "upscaler")]
+    vals.update(widgets(spec, extra, prefix, advanced_label="Advanced post-processing"))
+    return vals

@@ -1,0 +1,166 @@
+"""Assembles the Generate page from its sections; `render()` is all pages/1_Generate.py calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ..jobs import Job
+from .common import engines_info, studio_queue
+from .generate import (
+    OUTPUT_NAMES,
+    POLL_S,
+    apply_pending,
+    current_job_id,
+    engine_section,
+    follow_job,
+    input_section,
+    lora_section,
+    post_section,
+    prompt_section,
+)
+from .results import show_result
+from .views import job_card, show_ledger
+from .widgets import widgets
+
+GEN_GROUPS = ("generate", "camera")
+SKIP = ("prompt", "engine")
+
+
+def _param_names(spec: dict, eng_id: str, uses_prompt: bool) -> list[str]:
+    names = [n for n, p in spec.items() if p.group in GEN_GROUPS and n not in SKIP]
+    if not uses_prompt:
+        names = [n for n in names if n != "negative_prompt"]
+    if eng_id != "camera":
+        names = [n for n in names if spec[n].group != "camera"]
+    return names
+
+
+def build_request(image: str | None, prompt: str, eng_id: str, values: dict[str, Any],
+                  loras: list[dict[str, Any]], extra: dict[str, Any]) -> Any:
+    """A `GenerationRequest` from the page's values (not yet checked)."""
+    from ..request import GenerationRequest
+    return GenerationRequest.from_dict({"image": image or "", "prompt": prompt, "engine": eng_id,
+                                        "loras": loras, "extra": extra, **values})
+
+
+def ledger_section(req: Any) -> bool:
+    """Show the live ledger for `req`; False (with st.error) when the settings are refused."""
+    from ..pipeline import make_ledger
+    try:
+        ledger = make_ledger(req, device="cpu")
+    except ValueError as e:
+        st.error(f"Settings refused: {e}")
+        return False
+    except Exception as e:  # noqa: BLE001 - missing weights and the like: say why, no traceback
+        st.error(f"Cannot plan this run: {type(e).__name__}: {e}")
+        return False
+    show_ledger(ledger)
+    return True
+
+
+def jobs_panel() -> None:
+    """Queued and running jobs (polled), and the followed job's outcome once it ends."""
+    q = studio_queue()
+    active = q.list(status=("queued", "running"))
+    follow = current_job_id()
+
+    def body() -> None:
+        jobs = q.list(status=("queued", "running"))
+        for j in jobs:
+            with st.container(border=True):
+                job_card(j, q)
+        if follow:
+            try:
+                job = q.get(follow)
+            except KeyError:
+                return
+            if not job.is_active and st.session_state.get("_seen_status") != (job.id, job.status):
+                st.session_state["_seen_status"] = (job.id, job.status)
+                st.rerun(scope="app")
+        if not jobs:
+            st.caption("The queue is empty.")
+
+    st.subheader("Queue")
+    st.fragment(run_every=POLL_S if active else None)(body)()
+
+
+def result_section() -> None:
+    """The followed job's result (or its failure)."""
+    jid = current_job_id()
+    if not jid:
+        return
+    try:
+        job: Job = studio_queue().get(jid)
+    except KeyError:
+        return
+    st.session_state["_seen_status"] = (job.id, job.status)
+    if job.status == "done" and job.result.get("output"):
+        out = Path(job.result["output"])
+        if not out.exists():
+            st.warning(f"The output {out.name} was deleted.")
+            return
+        st.subheader("Result")
+        show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
+    elif job.status == "failed":
+        st.error(f"Job {job.id} failed: {job.error}")
+    elif job.status == "cancelled":
+        st.warning(f"Job {job.id} was cancelled; nothing was written.")
+
+
+def render() -> None:
+    """The whole Generate page."""
+    from ..engines import get_engine
+    st.title("🎬 Generate")
+    for err in apply_pending():
+        st.error(f"Could not reuse a setting: {err}")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        image = input_section()
+        infos = engines_info()
+        eng = engine_section(infos)
+        try:
+            engine = get_engine(eng.id)
+        except Exception as e:  # noqa: BLE001 - an engine module that fails to import
+            st.error(f"Engine {eng.id} cannot be loaded: {type(e).__name__}: {e}")
+            st.stop()
+        prompt = prompt_section(bool(getattr(engine, "uses_prompt", True)))
+        st.markdown("**LoRAs**")
+        loras, lora_errors = lora_section(eng)
+        for e in lora_errors:
+            st.error(e)
+        spec = engine.spec()
+        st.markdown("**Parameters**")
+        values = widgets(spec, _param_names(spec, eng.id, engine.uses_prompt), f"gen_{eng.id}_")
+        extra = widgets(engine.extra_spec(), list(engine.extra_spec()), f"gen_{eng.id}_x_",
+                        advanced_label="Engine settings")
+        st.markdown("**Post-processing**")
+        values.update(post_section(spec, "gen_post_", float(values.get("fps") or 8)))
+        with st.expander("Output"):
+            out_spec = {k: spec[k].override(advanced=False) for k in OUTPUT_NAMES}
+            values.update(widgets(out_spec, list(OUTPUT_NAMES), "gen_post_"))
+    with right:
+        st.subheader("Ledger")
+        req = None
+        try:
+            req = build_request(image, prompt, eng.id, values, loras, extra)
+            ok = ledger_section(req)
+        except ValueError as e:
+            st.error(f"Settings refused: {e}")
+            ok = False
+        if image is None:
+            st.info("Pick an input image to generate.")
+        can = bool(ok and image and eng.ready and not lora_errors)
+        if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
+            try:
+                req.check()
+                job = studio_queue().submit("generate", {"request": req.to_dict()})
+                follow_job(job.id)
+                st.session_state["_seen_status"] = (job.id, job.status)
+                st.toast(f"Queued job {job.id}")
+            except ValueError as e:
+                st.error(f"Cannot generate: {e}")
+        jobs_panel()
+    result_section()

@@ -1,0 +1,128 @@
+"""The Models & LoRAs page: status, size and hash of every engine and model, fetch buttons, LoRAs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from .common import engines_info, human_size, studio_queue
+from .loras import LoraView, list_loras, save_metadata, validate_upload
+
+MAX_LORA_MB = 2048
+
+
+def _short(sha: str | None) -> str:
+    return f"{sha[:12]}…" if sha else "—"
+
+
+def engines_block() -> None:
+    """Each engine: ready or not, size, hash, and the exact command when missing."""
+    st.subheader("Engines")
+    for e in engines_info():
+        with st.container(border=True):
+            st.markdown(f"{'✅' if e.ready else '⛔'} **{e.label}** (`{e.id}`)")
+            st.caption(f"{e.detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
+            if not e.ready and e.command:
+                st.code(e.command, language="bash")
+
+
+def weights_block() -> None:
+    """Post-processing weights: status, size, hash; a fetch button per missing group (runs as a job)."""
+    from ..weights import all_weights, status
+    st.subheader("Post-processing models")
+    items = sorted(all_weights().items())
+    if not items:
+        st.caption("No post-processing models are registered.")
+        return
+    missing_groups: dict[str, str] = {}
+    rows = []
+    for wid, wf in items:
+        s = status(wid)
+        rows.append({"model": wid, "group": wf.group, "ready": "✅" if s.present else "⛔",
+                     "size": human_size(s.size_bytes), "sha256": _short(s.sha256),
+                     "from": wf.wheel, "description": wf.description})
+        if not s.present:
+            missing_groups[wf.group] = wf.command
+    st.dataframe(rows, hide_index=True, width="stretch")
+    for group, cmd in sorted(missing_groups.items()):
+        c = st.columns([3, 1])
+        c[0].code(cmd, language="bash")
+        if c[1].button(f"Fetch {group} weights", key=f"fetch_{group}"):
+            job = studio_queue().submit("weights", {"group": group})
+            st.toast(f"Fetching {group} weights as job {job.id}")
+    fetches = studio_queue().list(kind="weights", limit=3)
+    for j in fetches:
+        if j.status == "failed":
+            st.error(f"Fetching {j.payload.get('group')} failed: {j.error}")
+        elif j.is_active:
+            st.info(f"Fetching {j.payload.get('group')} weights… ({j.status})")
+
+
+def _lora_card(lv: LoraView) -> None:
+    with st.container(border=True):
+        c = st.columns([1, 3])
+        if lv.preview and Path(lv.preview).is_file():
+            c[0].image(lv.preview, width="stretch")
+        else:
+            c[0].caption("no preview")
+        with c[1]:
+            st.markdown(f"**{lv.name}** · family `{lv.family or '?'}`")
+            with st.form(f"lora_meta_{lv.name}"):
+                words = st.text_input("Trigger words (comma separated)", ", ".join(lv.trigger_words))
+                strength = st.number_input("Default strength", value=float(lv.default_strength), step=0.05)
+                if st.form_submit_button("Save metadata"):
+                    try:
+                        trig = [w.strip() for w in words.split(",") if w.strip()]
+                        save_metadata(lv, {"trigger_words": trig, "default_strength": float(strength)})
+                        st.success(f"Saved {lv.name}")
+                    except ValueError as e:
+                        st.error(f"Not saved: {e}")
+
+
+def lora_upload() -> None:
+    """Accept a .safetensors LoRA only when at least one engine can use it."""
+    from ..engines import engine_ids
+    from ..weights import REPO_ROOT
+    up = st.file_uploader("Add a LoRA (.safetensors)", type=["safetensors"], key="lora_upload")
+    if up is None:
+        return
+    if not up.name.endswith(".safetensors"):
+        st.error(f"{up.name}: LoRAs must be .safetensors files (pickled .ckpt/.pt/.bin are refused)")
+        return
+    data = up.getvalue()
+    if len(data) > MAX_LORA_MB * 1e6:
+        st.error(f"{up.name} is {len(data) / 1e6:.0f} MB, over the {MAX_LORA_MB} MB limit")
+        return
+    dest_dir = REPO_ROOT / "loras"
+    dest = dest_dir / Path(up.name).name
+    tmp = dest_dir / f".upload-{hashlib.sha256(data).hexdigest()[:12]}.safetensors"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    try:
+        fits, reasons = validate_upload(tmp, engine_ids())
+    except Exception as e:  # noqa: BLE001 - corrupt file or missing library: refuse with the reason
+        tmp.unlink(missing_ok=True)
+        st.error(f"{up.name} was refused: {e}")
+        return
+    if not fits:
+        tmp.unlink(missing_ok=True)
+        st.error(f"{up.name} fits no engine: " + "; ".join(reasons))
+        return
+    tmp.replace(dest)
+    st.success(f"Added {dest.name}; it fits: {', '.join(fits)}")
+
+
+def render() -> None:
+    """Draw the Models & LoRAs page."""
+    st.title("🧩 Models & LoRAs")
+    engines_block()
+    weights_block()
+    st.subheader("LoRA library")
+    lib = list_loras()
+    if not lib:
+        st.caption("No LoRAs yet.")
+    for lv in lib:
+        _lora_card(lv)
+    lora_upload()

@@ -1,0 +1,76 @@
+"""Views shared by the pages: the pre-run ledger, a job's progress card, the queue table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ..jobs import Job, JobQueue
+
+STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+
+
+def show_ledger(ledger: Any) -> None:
+    """The ledger as a table (frames, fps, duration, size and estimates per step) plus totals."""
+    rows = [{"step": r["label"], "frames": r["frames"], "fps": round(r["fps"], 3),
+             "seconds": round(r["duration"], 2), "size": f"{r['width']}×{r['height']}",
+             "est. time (s)": r.get("est_seconds"), "est. memory (MB)": r.get("est_memory_mb")}
+            for r in ledger.rows]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    f = ledger.final
+    c = st.columns(4)
+    c[0].metric("Frames", f.frames)
+    c[1].metric("FPS", f"{f.fps:g}")
+    c[2].metric("Duration", f"{f.duration:.2f} s")
+    c[3].metric("Est. time", f"{ledger.total_seconds:.1f} s")
+    st.caption(f"Final size {f.width}×{f.height}")
+
+
+def job_title(job: Job) -> str:
+    """A one-line label for a job: icon, kind, prompt or input, id."""
+    p = job.payload
+    what = (p.get("request") or {}).get("prompt") or p.get("group") or Path(str(p.get("manifest") or
+                                                                                  p.get("input") or "")).name
+    return f"{STATUS_ICON.get(job.status, '')} {job.kind} · {what or '—'} · `{job.id}`"
+
+
+def job_card(job: Job, queue: JobQueue, key: str = "") -> None:
+    """Progress of one job: stage bar, step, live preview, Cancel while it is active."""
+    st.markdown(f"**{job_title(job)}** — {job.status}")
+    if job.status == "running":
+        cols = st.columns([3, 1])
+        with cols[0]:
+            st.progress(job.fraction, text=f"{job.stage or 'starting'}: step {job.i} of {job.n}"
+                        if job.n else (job.message or "starting"))
+            if job.started:
+                st.caption(f"running for {time.time() - job.started:.0f} s")
+        with cols[1]:
+            if job.preview and Path(job.preview).is_file():
+                st.image(job.preview, caption="latest frame", width="stretch")
+    elif job.status == "queued":
+        st.caption("waiting for a free worker")
+    elif job.status == "failed":
+        st.error(f"Job {job.id} failed: {job.error}")
+    elif job.status == "cancelled":
+        st.warning(f"Job {job.id} was cancelled.")
+    if job.is_active:
+        if st.button("Cancel", key=f"cancel_{key}{job.id}", type="secondary"):
+            queue.cancel(job.id)
+            st.toast(f"Cancelling job {job.id}")
+            st.rerun()
+
+
+def queue_table(jobs: list[Job]) -> None:
+    """A compact table of jobs: id, kind, status, stage and step, age."""
+    now = time.time()
+    rows: list[dict[str, Any]] = [{
+        "id": j.id, "kind": j.kind, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}",
+        "stage": j.stage, "step": f"{j.i}/{j.n}" if j.n else "", "age (s)": int(now - j.created),
+        "message": j.error or j.message} for j in jobs]
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption("No jobs yet.")
