@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 RATE = 44_100
+JOIN_FADE = 0.01   # seconds: the shortest fade where a non-looping bed stops before the video ends
 
 
 def ffmpeg_exe() -> str:
@@ -45,7 +46,7 @@ def build_bed(samples: np.ndarray, duration: float, *, loop: bool, volume: float
     """The bed as float32 samples×channels, exactly round(duration × rate) long.
 
     Longer sound is cut at the video's end and faded out there; shorter sound loops (short fades
-    at each join) or plays once, faded in and out, followed by silence.
+    at each join) or plays once, faded in and out (at least `JOIN_FADE` out), followed by silence.
     """
     from postfx.assemble import fit_audio
 
@@ -54,7 +55,7 @@ def build_bed(samples: np.ndarray, duration: float, *, loop: bool, volume: float
         return fit_audio(samples, rate, duration, loop=loop, fade_in=fade_in, fade_out=fade_out,
                          volume=volume)
     sound = fit_audio(samples, rate, len(samples) / rate, loop=False, fade_in=fade_in,
-                      fade_out=fade_out, volume=volume)[:len(samples)]
+                      fade_out=max(fade_out, JOIN_FADE), volume=volume)[:len(samples)]
     out = np.zeros((want, samples.shape[1]), np.float32)
     out[:len(sound)] = sound
     return out

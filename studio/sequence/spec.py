@@ -204,6 +204,10 @@ class _Reader:
             raise ValueError(f"{self.name(key)}={v!r} must be one of {', '.join(choices)}")
         return v
 
+    def path_(self, key: str) -> str:
+        v = self.d.get(key)
+        return self.str_(key, None) if not isinstance(v, Path) else str(v)
+
     def bool_(self, key: str, default: bool) -> bool:
         v = self.d.get(key, default)
         if not isinstance(v, bool):
@@ -246,7 +250,7 @@ def _clip(d: Any, where: str) -> ClipItem:
     r = _Reader(d, where, ("path", "trim_in", "trim_out", "speed", "fit", "color_match", "transition"))
     if "path" not in d:
         raise ValueError(f"{where} needs a 'path' (a video clip) or a 'title' (a title card)")
-    item = ClipItem(path=r.str_("path", None), trim_in=r.num("trim_in", 0.0, lo=0.0),
+    item = ClipItem(path=r.path_("path"), trim_in=r.num("trim_in", 0.0, lo=0.0),
                     trim_out=r.num("trim_out", None, lo=0.0, lo_open=True, optional=True),
                     speed=r.num("speed", 1.0, lo=0.05, hi=20.0), fit=r.str_("fit", None, FITS, optional=True),
                     color_match=r.bool_("color_match", False),
@@ -278,7 +282,7 @@ def _output(d: Any) -> OutputSpec:
 
 def _audio(d: Any) -> AudioBed:
     r = _Reader(d, "audio", ("path", "offset", "volume", "fade_in", "fade_out", "loop"))
-    return AudioBed(path=r.str_("path", None), offset=r.num("offset", 0.0, lo=0.0),
+    return AudioBed(path=r.path_("path"), offset=r.num("offset", 0.0, lo=0.0),
                     volume=r.num("volume", 1.0, lo=0.0, hi=4.0), fade_in=r.num("fade_in", 0.5, lo=0.0, hi=60),
                     fade_out=r.num("fade_out", 0.5, lo=0.0, hi=60), loop=r.bool_("loop", True))
 
