@@ -114,7 +114,6 @@ def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = Tru
 
         from .common import save_frame
         st.session_state["_continue"] = str(save_frame(last_frame(out), out.stem))
-        st.session_state["gen_source"] = "Upload"
         st.rerun()
     if manifest.get("base_clip"):
         with st.expander("Re-run post-processing (without regenerating)"):
