@@ -1,0 +1,168 @@
+"""Load a Real-ESRGAN network and run it over uint8 frames: pre-pad, tiles, batches, fp16 on CUDA."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from studio import weights as W
+
+from .archs import ArchInfo, build_model
+from .tiling import forward_with_backoff
+from .weights import MODEL_WEIGHTS
+
+log = logging.getLogger(__name__)
+
+# rough activation bytes per input pixel per frame (fp16 on CUDA), used to pick tile and batch
+_BYTES_PER_PX = {"rrdb": 12_000, "compact": 1_200}
+_MAX_BATCH = {"rrdb": 8, "compact": 32}
+_CPU_TILE = {"rrdb": 192, "compact": 512}
+
+
+def find_weights(model: str) -> Path | None:
+    """The weight file for a model name ('animevideov3', 'x4plus', 'x4plus-anime'), or None."""
+    if model not in MODEL_WEIGHTS:
+        raise ValueError(f"unknown Real-ESRGAN model {model!r} (known: {', '.join(MODEL_WEIGHTS)})")
+    for wid in MODEL_WEIGHTS[model]:
+        if (p := W.find(wid)) is not None:
+            return p
+    return None
+
+
+def require_weights(model: str) -> Path:
+    """The weight file for `model`, or WeightsError naming the fetch command."""
+    p = find_weights(model)
+    if p is None:
+        W.require(MODEL_WEIGHTS[model][0])  # raises WeightsError with the exact command
+    assert p is not None
+    return p
+
+
+@dataclass
+class LoadedNet:
+    """A network ready to run: module, detected architecture, source file, device and dtype."""
+
+    net: nn.Module
+    info: ArchInfo
+    name: str
+    path: Path
+    device: torch.device
+    dtype: torch.dtype
+
+
+def load_net(model: str, device: str = "cpu", path: Path | None = None) -> LoadedNet:
+    """Load `model`'s weights (or `path`) onto `device`: fp16 + channels_last on CUDA, fp32 elsewhere.
+
+    Missing, corrupt or foreign weight files raise WeightsError saying what to do.
+    """
+    path = path or require_weights(model)
+    state = W.load_state_dict(path)
+    try:
+        net, info = build_model(state)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise W.WeightsError(f"weight file {path} does not hold a Real-ESRGAN network ({e}); "
+                             f"delete it and run `python -m studio models fetch realesrgan`") from None
+    dev = torch.device(device)
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    net = net.to(dev, dtype)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    log.info("loaded %s (%s) from %s on %s/%s", model, info.label(), path, dev, dtype)
+    return LoadedNet(net, info, model, Path(path), dev, dtype)
+
+
+class Upscaler:
+    """Runs a `LoadedNet` over frames.  `forward` may be replaced (torch.compile, tests)."""
+
+    def __init__(self, loaded: LoadedNet, tile: int = 0, batch: int = 0, pre_pad: int = 10) -> None:
+        if tile and tile < 32:
+            raise ValueError(f"tile={tile!r} must be 0 (auto) or at least 32 px")
+        if batch < 0 or pre_pad < 0:
+            raise ValueError(f"batch={batch!r} and pre_pad={pre_pad!r} must be >= 0")
+        self.loaded = loaded
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = loaded.net
+        self.tile, self.batch, self.pre_pad = tile, batch, pre_pad
+        self.scale = loaded.info.scale
+        self.align = {4: 1, 2: 2, 1: 4}[self.scale] if loaded.info.arch == "rrdb" else 1
+        self.overlap = loaded.info.context_px
+        self.min_tile = 32
+
+    # -- choosing tile and batch ------------------------------------------------------------
+    def plan(self, h: int, w: int) -> tuple[int, int]:
+        """(tile, batch) for frames of h×w: the user's values, else from free memory/device."""
+        arch = self.loaded.info.arch
+        dev = self.loaded.device
+        if dev.type != "cuda":
+            tile = self.tile or (0 if max(h, w) <= _CPU_TILE[arch] else _CPU_TILE[arch])
+            return tile, self.batch or 1
+        free, _total = torch.cuda.mem_get_info(dev)
+        budget = 0.6 * free
+        per_frame = (h + 2 * self.pre_pad) * (w + 2 * self.pre_pad) * _BYTES_PER_PX[arch]
+        if self.tile:
+            tile = self.tile
+            per_frame = min(per_frame, (tile + 2 * self.overlap) ** 2 * _BYTES_PER_PX[arch])
+        elif per_frame <= budget:
+            tile = 0
+        else:
+            tile = max(64, int(math.sqrt(budget / _BYTES_PER_PX[arch])) // 64 * 64)
+            per_frame = (tile + 2 * self.overlap) ** 2 * _BYTES_PER_PX[arch]
+        batch = self.batch or int(max(1, min(_MAX_BATCH[arch], budget // max(per_frame, 1))))
+        return tile, batch
+
+    # -- tensors --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def upscale_tensor(self, x: torch.Tensor, tile: int) -> tuple[torch.Tensor, int]:
+        """N×3×H×W float in [0, 1] on the net's device -> (N×3×H·s×W·s, tile used)."""
+        _, _, h, w = x.shape
+        pad = min(self.pre_pad, h - 1, w - 1)
+        mh, mw = (-(h + 2 * pad)) % self.align, (-(w + 2 * pad)) % self.align
+        if pad or mh or mw:
+            x = F.pad(x, (pad, pad + mw, pad, pad + mh), mode="reflect")
+        if self.loaded.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y, tile = forward_with_backoff(self.forward, x, self.scale, tile, self.overlap,
+                                       self.min_tile, self.align)
+        s = self.scale
+        return y[:, :, pad * s:(pad + h) * s, pad * s:(pad + w) * s], tile
+
+    @torch.inference_mode()
+    def run(self, frames: np.ndarray, out_scale: int | None = None,
+            on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Upscale uint8 T×H×W×3 frames to ×out_scale (≤ the net's; smaller ones area-downscale).
+
+        `on_batch(done, total)` is called after each batch (the stage reports progress and
+        honours cancel there).
+        """
+        out_scale = out_scale or self.scale
+        if not 1 <= out_scale <= self.scale:
+            raise ValueError(f"out_scale={out_scale!r} must be between 1 and the network's ×{self.scale}")
+        t, h, w, _ = frames.shape
+        planned, batch = self.plan(h, w)
+        tile = planned
+        dev, dtype = self.loaded.device, self.loaded.dtype
+        out = np.empty((t, h * out_scale, w * out_scale, 3), np.uint8)
+        for i in range(0, t, batch):
+            chunk = torch.from_numpy(np.ascontiguousarray(frames[i:i + batch])).to(dev)
+            x = chunk.permute(0, 3, 1, 2).to(dtype).div_(255.0)
+            y, tile = self.upscale_tensor(x, tile)
+            if out_scale * 2 == self.scale:          # exact INTER_AREA for a factor of 2
+                y = F.avg_pool2d(y, 2)
+            q = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            if q.shape[1] != h * out_scale:
+                q = np.stack([cv2.resize(f, (w * out_scale, h * out_scale), interpolation=cv2.INTER_AREA)
+                              for f in q])
+            out[i:i + len(q)] = q
+            if on_batch is not None:
+                on_batch(min(i + batch, t), t)
+        if tile != planned:   # an OOM back-off happened: later runs start from the smaller tile
+            self.tile = tile
+        return out
