@@ -31,8 +31,26 @@ class SourceInfo:
         return self.frames / self.fps
 
 
+_PROBES: dict[tuple[str, int, int], SourceInfo] = {}
+
+
 def probe_source(path: Path, where: str) -> SourceInfo:
-    """Frames, fps and size of a video file or PNG frame folder; ValueError naming `where`."""
+    """Frames, fps and size of a video file or PNG frame folder; ValueError naming `where`.
+
+    Results for files are remembered by (path, size, mtime), so re-planning (the page) is cheap.
+    """
+    if path.is_file():
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _PROBES:
+            if len(_PROBES) > 256:
+                _PROBES.clear()
+            _PROBES[key] = _probe(path, where)
+        return _PROBES[key]
+    return _probe(path, where)
+
+
+def _probe(path: Path, where: str) -> SourceInfo:
     if path.is_dir():
         import cv2
 

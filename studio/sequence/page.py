@@ -1,0 +1,296 @@
+"""The Sequence page: build a spec from clips (gallery or uploads) and title cards, preview, export as a job.
+
+The page keeps the timeline in `st.session_state["seq_items"]` (spec JSON entries with a stable
+`_id` each, so widget state follows an entry when it moves) and builds the spec dict from it and
+the output/audio widgets on every run; `load_spec` validates it and `plan_sequence` shows the
+timeline.  Export submits a "sequence" job to the shared queue and follows its progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from .spec import CODECS, FITS, PRESETS, TRANSITIONS
+
+POLL_S = 0.5
+_EXT = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov", "gif": ".gif"}
+
+
+def _items() -> list[dict[str, Any]]:
+    return st.session_state.setdefault("seq_items", [])
+
+
+def _save_upload(upload: Any, folder: str) -> Path:
+    from ..jobs.uploads import max_upload_mb, uploads_dir
+
+    data = upload.getvalue()
+    if len(data) / 1e6 > max_upload_mb():
+        raise ValueError(f"{upload.name} is {len(data) / 1e6:.1f} MB, over the {max_upload_mb():g} MB limit")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(upload.name).name)[-60:]
+    dest = uploads_dir() / folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.is_file():
+        dest.write_bytes(data)
+    return dest
+
+
+def _add(entry: dict[str, Any]) -> None:
+    entry["_id"] = uuid.uuid4().hex[:8]
+    entry.setdefault("transition", {"type": "cut", "duration": 0.0})
+    _items().append(entry)
+
+
+def add_section() -> None:
+    """Add clips from the gallery or uploads, and title cards."""
+    from ..outputs import list_outputs
+
+    st.subheader("Add")
+    tabs = st.tabs(["From gallery", "Upload", "Title card"])
+    with tabs[0]:
+        recs = [r for r in list_outputs() if r.path.is_file() or r.path.is_dir()]
+        if recs:
+            names = {str(r.path): r.path.name for r in recs}
+            pick = st.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
+            if st.button("Add clip", key="seq_add_gallery"):
+                _add({"path": pick})
+        else:
+            st.caption("No generated clips yet.")
+    with tabs[1]:
+        up = st.file_uploader("Video", type=["mp4", "webm", "mov", "mkv", "gif", "m4v"], key="seq_upload")
+        if up is not None and st.button("Add upload", key="seq_add_upload"):
+            try:
+                _add({"path": str(_save_upload(up, "sequence"))})
+            except ValueError as e:
+                st.error(str(e))
+    with tabs[2]:
+        text = st.text_area("Title text", key="seq_title_text", height=68)
+        if st.button("Add title", key="seq_add_title", disabled=not text.strip()):
+            _add({"title": text, "duration": 2.0})
+
+
+def _w(kind: Any, label: str, iid: str, name: str, value: Any, **kw: Any) -> Any:
+    key = f"seq_{iid}_{name}"
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return kind(label, key=key, **kw)
+
+
+def _entry_controls(i: int, item: dict[str, Any], last: bool) -> None:
+    iid = item["_id"]
+    if "title" in item:
+        item["title"] = _w(st.text_input, "Text", iid, "title", item["title"])
+        c = st.columns(4)
+        with c[0]:
+            item["duration"] = _w(st.number_input, "Seconds", iid, "duration",
+                                  float(item.get("duration", 2.0)), min_value=0.1, max_value=600.0, step=0.5)
+        with c[1]:
+            item["font_size"] = int(_w(st.number_input, "Font size (0 = auto)", iid, "font", int(
+                item.get("font_size") or 0), min_value=0, max_value=1000, step=4)) or None
+        with c[2]:
+            item["color"] = _w(st.color_picker, "Text", iid, "color", item.get("color", "#ffffff"))
+        with c[3]:
+            item["background"] = _w(st.color_picker, "Background", iid, "bg",
+                                    item.get("background", "#000000"))
+    else:
+        c = st.columns(4)
+        with c[0]:
+            item["trim_in"] = _w(st.number_input, "Trim in (s)", iid, "tin", float(item.get("trim_in", 0.0)),
+                                 min_value=0.0, step=0.1)
+        with c[1]:
+            tout = _w(st.number_input, "Trim out (s, 0 = end)", iid, "tout",
+                      float(item.get("trim_out") or 0.0), min_value=0.0, step=0.1)
+            item["trim_out"] = tout or None
+        with c[2]:
+            item["speed"] = _w(st.number_input, "Speed", iid, "speed", float(item.get("speed", 1.0)),
+                               min_value=0.05, max_value=20.0, step=0.25)
+        with c[3]:
+            item["color_match"] = _w(st.checkbox, "Match colours", iid, "cm", bool(item.get("color_match")),
+                                     help="Match this clip's colours to the previous clip's last frame.")
+    if last:
+        item["transition"] = {"type": "cut", "duration": 0.0}
+        return
+    c = st.columns(2)
+    with c[0]:
+        kind = _w(st.selectbox, "Transition to next", iid, "tr", item["transition"]["type"],
+                  options=list(TRANSITIONS))
+    with c[1]:
+        dur = _w(st.number_input, "Transition (s)", iid, "trd", float(item["transition"]["duration"] or 0.5),
+                 min_value=0.05, max_value=10.0, step=0.1, disabled=kind == "cut")
+    item["transition"] = {"type": kind, "duration": 0.0 if kind == "cut" else float(dur)}
+
+
+def timeline_section() -> None:
+    """The ordered entries: move up/down, remove, and each entry's settings."""
+    items = _items()
+    st.subheader(f"Timeline ({len(items)})")
+    if not items:
+        st.caption("Add clips or title cards above.")
+    for i, item in enumerate(list(items)):
+        with st.container(border=True):
+            head = st.columns([6, 1, 1, 1])
+            label = (f"📝 {(item['title'].splitlines() or [''])[0][:40]}" if "title" in item
+                     else f"🎞️ {Path(item['path']).name}")
+            head[0].markdown(f"**{i + 1}.** {label}")
+            if head[1].button("↑", key=f"seq_up_{item['_id']}", disabled=i == 0):
+                items[i - 1], items[i] = items[i], items[i - 1]
+                st.rerun()
+            if head[2].button("↓", key=f"seq_down_{item['_id']}", disabled=i == len(items) - 1):
+                items[i + 1], items[i] = items[i], items[i + 1]
+                st.rerun()
+            if head[3].button("✕", key=f"seq_rm_{item['_id']}"):
+                items.pop(i)
+                st.rerun()
+            _entry_controls(i, item, i == len(items) - 1)
+
+
+def output_section() -> dict[str, Any]:
+    """Output settings as the spec's `output` object."""
+    st.subheader("Output")
+    preset = st.selectbox("Shape", list(PRESETS), key="seq_preset",
+                          format_func=lambda p: f"{p} ({PRESETS[p][0]}×{PRESETS[p][1]})")
+    out: dict[str, Any] = {"preset": preset}
+    if st.checkbox("Custom size", key="seq_custom_size"):
+        c = st.columns(2)
+        w = c[0].number_input("Width", 16, 8192, PRESETS[preset][0], step=2, key="seq_w")
+        h = c[1].number_input("Height", 16, 8192, PRESETS[preset][1], step=2, key="seq_h")
+        out["size"] = [int(w), int(h)]
+    c = st.columns(3)
+    out["fps"] = float(c[0].number_input("FPS", 1.0, 240.0, 24.0, step=1.0, key="seq_fps"))
+    out["fit"] = c[1].selectbox("Fit", list(FITS), key="seq_fit", help="letterbox pads, crop fills")
+    out["pad_color"] = c[2].color_picker("Pad colour", "#000000", key="seq_pad")
+    c = st.columns(3)
+    out["codec"] = c[0].selectbox("Codec", [x for x in CODECS if x != "png"], key="seq_codec")
+    out["resample"] = c[1].selectbox("FPS change", ["nearest", "rife"], key="seq_resample",
+                                     help="nearest duplicates/drops frames; rife interpolates")
+    out["crf"] = int(c[2].number_input("CRF", 0, 51, 18, key="seq_crf"))
+    return out
+
+
+def audio_section() -> dict[str, Any] | None:
+    """The audio bed (upload), or None."""
+    st.subheader("Audio")
+    up = st.file_uploader("Music", type=["mp3", "wav", "m4a", "aac", "ogg", "flac"], key="seq_audio")
+    path = st.session_state.get("seq_audio_path")
+    if up is not None:
+        path = st.session_state["seq_audio_path"] = str(_save_upload(up, "audio"))
+    if not path:
+        return None
+    c = st.columns(5)
+    return {"path": path,
+            "offset": float(c[0].number_input("Offset (s)", 0.0, 36000.0, 0.0, key="seq_a_off")),
+            "volume": float(c[1].number_input("Volume", 0.0, 4.0, 1.0, step=0.1, key="seq_a_vol")),
+            "fade_in": float(c[2].number_input("Fade in", 0.0, 60.0, 0.5, key="seq_a_fin")),
+            "fade_out": float(c[3].number_input("Fade out", 0.0, 60.0, 0.5, key="seq_a_fout")),
+            "loop": bool(c[4].checkbox("Loop", True, key="seq_a_loop"))}
+
+
+def spec_dict(output: dict[str, Any], audio: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec JSON the page's state describes."""
+    clips = []
+    for it in _items():
+        e = {k: v for k, v in it.items() if k != "_id" and v is not None}
+        clips.append(e)
+    d: dict[str, Any] = {"version": 1, "output": output, "clips": clips}
+    if audio:
+        d["audio"] = audio
+    return d
+
+
+def plan_section(d: dict[str, Any]) -> bool:
+    """Validate and show the timeline; False (with the error shown) if the spec is not renderable."""
+    from .plan import plan_sequence
+    from .spec import load_spec
+
+    try:
+        plan = plan_sequence(load_spec(d), "x" + _EXT.get(d["output"].get("codec") or "h264", ".mp4"))
+    except ValueError as e:
+        st.error(str(e))
+        return False
+    st.dataframe([{"#": e.index + 1, "entry": e.label, "start (s)": round(e.start / plan.fps, 2),
+                   "seconds": round(e.frames / plan.fps, 2), "in": e.transition_in} for e in plan.entries],
+                 hide_index=True)
+    c = st.columns(3)
+    c[0].metric("Duration", f"{plan.duration:.2f} s")
+    c[1].metric("Frames", plan.frames)
+    c[2].metric("Size", f"{plan.width}×{plan.height}")
+    st.session_state["seq_plan"] = plan.to_dict()
+    return True
+
+
+def preview_section(d: dict[str, Any]) -> None:
+    """A storyboard strip, or a quick low-resolution render."""
+    from ..outputs import outputs_dir
+    from .render import preview_spec, render_sequence, storyboard
+    from .spec import load_spec
+
+    c = st.columns(2)
+    if c[0].button("Storyboard", key="seq_storyboard"):
+        st.session_state["seq_board"] = storyboard(load_spec(d))
+    if c[1].button("Quick preview", key="seq_preview"):
+        dest = outputs_dir() / ".previews" / "sequence-preview.mp4"
+        with st.spinner("Rendering a low-resolution preview…"):
+            st.session_state["seq_preview_path"] = str(render_sequence(preview_spec(load_spec(d)), dest))
+    if st.session_state.get("seq_board") is not None:
+        st.image(st.session_state["seq_board"], caption="one frame per entry")
+    if st.session_state.get("seq_preview_path"):
+        st.video(st.session_state["seq_preview_path"])
+
+
+def export_section(d: dict[str, Any]) -> None:
+    """Export as a "sequence" job with progress, cancel and the result."""
+    from ..outputs import new_output_path
+    from ..ui.common import studio_queue
+    from ..ui.views import job_card
+    from .render import register_sequence_job
+
+    q = studio_queue()
+    if st.button("Export", key="seq_export", type="primary"):
+        register_sequence_job()
+        out = new_output_path("sequence", _EXT.get(d["output"].get("codec") or "h264", ".mp4"))
+        job = q.submit("sequence", {"spec": d, "base_dir": str(Path.cwd()), "out": str(out)})
+        st.session_state["seq_job"] = job.id
+    jid = st.session_state.get("seq_job")
+    if not jid:
+        return
+
+    def body() -> None:
+        job = q.get(jid)
+        with st.container(border=True):
+            job_card(job, q, key="seq_")
+        if job.status == "done":
+            st.success(f"Wrote {Path(job.result['output']).name}")
+            st.video(job.result["output"])
+        elif job.is_active:
+            return
+        if st.session_state.get("_seq_seen") != (jid, job.status):
+            st.session_state["_seq_seen"] = (jid, job.status)
+            st.rerun(scope="app")
+
+    st.fragment(run_every=POLL_S if q.get(jid).is_active else None)(body)()
+
+
+def render() -> None:
+    """The whole Sequence page."""
+    st.title("🎞️ Sequence")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        add_section()
+        timeline_section()
+    with right:
+        output = output_section()
+        audio = audio_section()
+        d = spec_dict(output, audio)
+        st.subheader("Plan")
+        ok = bool(d["clips"]) and plan_section(d)
+        with st.expander("Spec JSON"):
+            st.code(json.dumps(d, indent=2), language="json")
+            st.download_button("Download spec", json.dumps(d, indent=2), "sequence.json", key="seq_dl")
+        if ok:
+            preview_section(d)
+            export_section(d)
