@@ -222,3 +222,49 @@ def test_cancel_leaves_no_partial_file(tmp_path, monkeypatch):
         render_sequence(spec, out_dir / "x.mp4", ctx)
     assert "sequence" in seen and "encode" in seen
     assert list(out_dir.iterdir()) == [] and list(temp.iterdir()) == []
+
+
+def test_rife_resample_makes_in_between_frames():
+    from studio.sequence.conform import retime
+
+    f = np.zeros((4, 32, 48, 3), np.uint8)
+    for i in range(4):
+        f[i, :, 8 + 8 * i:16 + 8 * i] = 255          # a bar moving 8 px per frame
+    clip = Clip(f, 8.0)
+    held = retime(clip, 24.0, 0.0, None, 1.0, "nearest", RunContext())
+    interp = retime(clip, 24.0, 0.0, None, 1.0, "rife", RunContext())
+    edge = lambda frames: [int(np.argmax(x[16, :, 0] > 128)) for x in frames]
+    assert edge(held)[:7] == [8, 8, 8, 16, 16, 16, 24]
+    e = edge(interp)
+    assert len(e) == 12 and e[0] == 8 and e[3] == 16 and e[6] == 24
+    assert 8 < e[1] < e[2] < 16 and 16 < e[4] < e[5] < 24   # motion between the source frames
+
+
+def test_title_over_a_dimmed_frame(tmp_path):
+    src = make_clip(str(tmp_path / "a") + "/", 8, 8, 64, 48, (0, 200, 0))
+    spec = spec_for([{"path": str(src)},
+                     {"title": "Bye", "duration": 0.5, "over": {"clip": 0, "time": 0.5, "dim": 0.5}}], fps=8)
+    f = read_video(render_sequence(spec, str(tmp_path / "o") + "/")).frames
+    assert f.shape[0] == 8 + 4
+    card = f[8]
+    assert tuple(card[2, 2]) == (28, 100, 0)       # frame 4 of the clip (red 20 + 4·9 = 56), halved
+    assert (card[..., 2] > 120).sum() > 10          # white text on it (the frame has no blue)
+
+
+def test_large_outputs_compose_in_a_memory_mapped_temp_file(tmp_path, monkeypatch):
+    import studio.sequence.render as render_mod
+
+    a = make_clip(str(tmp_path / "a") + "/", 6, 8, 48, 32)
+    spec = spec_for([{"path": str(a), "transition": {"type": "slide_up", "duration": 0.25}},
+                     {"path": str(a)}], fps=8)
+    in_ram = read_video(render_sequence(spec, str(tmp_path / "ram") + "/")).frames
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(render_mod, "MEMORY_LIMIT_BYTES", 0)
+    seen = []
+    real = render_mod._buffer
+    monkeypatch.setattr(render_mod, "_buffer", lambda *a: seen.append(real(*a)) or seen[-1])
+    mapped = read_video(render_sequence(spec, str(tmp_path / "map") + "/")).frames
+    assert isinstance(seen[0], np.memmap) and np.array_equal(mapped, in_ram) and mapped.shape[0] == 10
+    assert list(temp.iterdir()) == []

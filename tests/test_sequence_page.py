@@ -1,4 +1,4 @@
-"""The Sequence page in AppTest: add from the gallery, titles, reorder, remove, plan, storyboard, export job."""
+"""The Sequence page in AppTest: gallery clips, titles, reorder, remove, plan, storyboard, export job."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_sequence_page_builds_previews_and_exports():
     at.text_area(key="seq_title_text").set_value("The end").run()
     at.button(key="seq_add_title").click().run()
     items = at.session_state["seq_items"]
-    assert [Path(i["path"]).name if "path" in i else i["title"] for i in items] == ["a.mp4", "b.mp4", "The end"]
+    names = [Path(i["path"]).name if "path" in i else i["title"] for i in items]
+    assert names == ["a.mp4", "b.mp4", "The end"]
     # small output for speed; crossfade a → b 0.5 s; 1.0 + 1.5 + 2.0 - 0.5 = 4.0 s
     at.checkbox(key="seq_custom_size").check().run()
     at.number_input(key="seq_w").set_value(96).run()

@@ -55,7 +55,7 @@ def render_title(text: str, width: int, height: int, *, font_size: int | None = 
         if frame.shape[:2] != (height, width):
             raise ValueError(f"title frame shape={frame.shape} must be {height}×{width}")
         base = np.clip(np.rint(frame.astype(np.float32) * (1.0 - dim)), 0, 255).astype(np.uint8)
-        img = Image.fromarray(base, "RGB")
+        img = Image.fromarray(base)
     else:
         img = Image.new("RGB", (width, height), parse_color(background, "background"))
     size = font_size or default_font_size(height)
