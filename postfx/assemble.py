@@ -149,8 +149,12 @@ def fit_audio(arr: np.ndarray, sr: int, duration: float, *, loop: bool = True, f
             piece[-j:] *= _ramp(j)[::-1]
         reps = int(np.ceil(want / arr.shape[0]))
         out = np.concatenate([piece] * reps)[:want].copy()
-    else:
-        out = np.concatenate([arr, np.zeros((want - arr.shape[0], arr.shape[1]), arr.dtype)])
+    else:  # stop where the sound stops, with a short ramp so it does not click
+        j = min(int(join_fade * sr), arr.shape[0] // 4)
+        tail = arr.copy()
+        if j > 0:
+            tail[-j:] *= _ramp(j)[::-1]
+        out = np.concatenate([tail, np.zeros((want - arr.shape[0], arr.shape[1]), arr.dtype)])
     out *= volume
     n_in = min(int(fade_in * sr), want // 2)
     n_out = min(int(fade_out * sr), want // 2)

@@ -124,3 +124,14 @@ def test_missing_audio_named(tmp_path):
     with pytest.raises(ValueError, match="audio file '.*nope.wav' does not exist"):
         write_video(_clip(), tmp_path / "x.mp4", audio=AudioSpec(str(tmp_path / "nope.wav")))
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_fit_audio_no_loop_ramps_down_where_sound_stops():
+    from postfx.assemble import fit_audio
+    sr = 1000
+    arr = np.ones((500, 1), np.float32)
+    out = fit_audio(arr, sr, 1.0, loop=False, join_fade=0.02)
+    assert out.shape == (1000, 1)
+    assert out[480 - 1, 0] > 0.99 and out[499, 0] < 0.01      # ramps to ~0 at the end of the sound
+    assert np.all(np.diff(out[480:500, 0]) <= 1e-6)            # monotonic ramp, no step
+    assert np.all(out[500:] == 0)
