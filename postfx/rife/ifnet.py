@@ -107,15 +107,17 @@ _GRIDS: dict[tuple, torch.Tensor] = {}
 
 def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
     """Normalised sampling grid (1, H, W, 2) in float32 for align_corners=True, cached."""
+    compiling = torch.compiler.is_compiling()  # under torch.compile the grid fuses; no cache
     key = (h, w, str(device))
-    g = _GRIDS.get(key)
+    g = None if compiling else _GRIDS.get(key)
     if g is None:
         xs = torch.linspace(-1.0, 1.0, w, device=device).view(1, w).expand(h, w)
         ys = torch.linspace(-1.0, 1.0, h, device=device).view(h, 1).expand(h, w)
-        g = torch.stack((xs, ys), dim=-1).unsqueeze(0).contiguous()
-        if len(_GRIDS) > 16:
-            _GRIDS.clear()
-        _GRIDS[key] = g
+        g = torch.stack((xs, ys), dim=-1).unsqueeze(0)
+        if not compiling:
+            if len(_GRIDS) > 16:
+                _GRIDS.clear()
+            _GRIDS[key] = g.contiguous()
     return g
 
 

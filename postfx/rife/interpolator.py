@@ -78,11 +78,9 @@ class RifeInterpolator:
         return cls(load_model(path), device=device, **kw)
 
     # -- tensors in and out ------------------------------------------------------------------
-    def _upload(self, frames: list[np.ndarray]) -> torch.Tensor:
-        h, w = frames[0].shape[:2]
-        x = torch.from_numpy(np.stack(frames))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+    def _to_net(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 N×H×W×3 on the device -> padded N×3×H'×W' in 0..1 (net dtype and layout)."""
+        h, w = x.shape[1:3]
         x = x.permute(0, 3, 1, 2).to(self.dtype) / 255.0
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -92,11 +90,10 @@ class RifeInterpolator:
         return x.contiguous(memory_format=mf)
 
     @staticmethod
-    def _download(y: torch.Tensor, h: int, w: int) -> list[np.ndarray]:
-        y = (y[:, :, :h, :w].float().clamp_(0, 1) * 255.0).round_().to(torch.uint8)
-        arr = y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        return list(arr)
-
+    def _to_uint8(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """N×3×H'×W' in 0..1 -> cropped, rounded uint8 N×H×W×3 (same device)."""
+        y = (y[:, :, :h, :w].clamp(0, 1) * 255.0).round_().to(torch.uint8)
+        return y.permute(0, 2, 3, 1).contiguous()
     # -- public API ----------------------------------------------------------------------------
     def interpolate(self, img0: np.ndarray, img1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
         """Frames at each of `timesteps` (each in (0, 1)) between uint8 H×W×3 `img0` and `img1`."""
@@ -112,6 +109,8 @@ class RifeInterpolator:
         """One uint8 frame per job (i, t), in job order; `on_batch(jobs_done)` after each forward.
 
         Jobs should be sorted by i (features of frames no longer needed are dropped as it goes).
+        On CUDA, uploads and downloads go through pinned buffers on a side stream, overlapping
+        the next batch's compute.
         """
         if not jobs:
             return []
@@ -122,8 +121,10 @@ class RifeInterpolator:
             if not 0.0 < t < 1.0:
                 raise ValueError(f"timestep {t!r} is not inside (0, 1)")
         bsz = self.batch or default_batch(self.device.type, h, w)
+        io = _CudaIO(self.device, bsz, h, w) if self.device.type == "cuda" else _CpuIO(self.device)
         feats: dict[int, torch.Tensor] = {}
         out: list[np.ndarray] = []
+        pending = None
         for start in range(0, len(jobs), bsz):
             chunk = list(jobs[start:start + bsz])
             need = sorted({i for i, _ in chunk} | {i + 1 for i, _ in chunk})
@@ -131,7 +132,7 @@ class RifeInterpolator:
                 del feats[k]
             new = [k for k in need if k not in feats]
             if new:
-                fx = self._features(self._upload([frames[k] for k in new]))
+                fx = self._features(self._to_net(io.upload([frames[k] for k in new])))
                 for j, k in enumerate(new):
                     feats[k] = fx[j:j + 1]
             run_chunk = chunk
@@ -139,9 +140,81 @@ class RifeInterpolator:
                 run_chunk = chunk + [chunk[-1]] * (bsz - len(chunk))
             x0 = torch.cat([feats[i] for i, _ in run_chunk])
             x1 = torch.cat([feats[i + 1] for i, _ in run_chunk])
-            t = torch.tensor([t for _, t in run_chunk], device=self.device, dtype=self.dtype)
+            t = torch.tensor([t for _, t in run_chunk], dtype=self.dtype).to(self.device, non_blocking=True)
             y = self._forward(x0, x1, t, self.scale)
-            out.extend(self._download(y[:len(chunk)], h, w))
-            if on_batch is not None:
-                on_batch(chunk)
+            handle = io.download(self._to_uint8(y[:len(chunk)], h, w))
+            if pending is not None:
+                out.extend(io.finish(pending[0]))
+                if on_batch is not None:
+                    on_batch(pending[1])
+            pending = (handle, chunk)
+        out.extend(io.finish(pending[0]))
+        if on_batch is not None:
+            on_batch(pending[1])
         return out
+
+
+class _CpuIO:
+    """Plain transfers (CPU device)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def upload(self, frames: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(frames)).to(self.device)
+
+    def download(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def finish(self, handle: torch.Tensor) -> list[np.ndarray]:
+        return list(handle.cpu().numpy())
+
+
+class _CudaIO:
+    """Pinned double buffers and a copy stream: H2D/D2H overlap compute on the current stream."""
+
+    def __init__(self, device: torch.device, batch: int, h: int, w: int) -> None:
+        self.device = device
+        self.compute = torch.cuda.current_stream(device)
+        self.copy = torch.cuda.Stream(device)
+        self.inp = [torch.empty((batch + 1, h, w, 3), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        self.outp = [torch.empty((batch, h, w, 3), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        self.in_ev: list = [None, None]
+        self.n_in = self.n_out = 0
+
+    def upload(self, frames: list[np.ndarray]) -> torch.Tensor:
+        slot = self.n_in % 2
+        self.n_in += 1
+        if self.in_ev[slot] is not None:
+            self.in_ev[slot].synchronize()  # the copy that last read this buffer is done
+        host = self.inp[slot][:len(frames)]
+        hn = host.numpy()
+        for j, f in enumerate(frames):
+            hn[j] = f
+        with torch.cuda.stream(self.copy):
+            dev = host.to(self.device, non_blocking=True)
+            ev = torch.cuda.Event()
+            ev.record(self.copy)
+        self.in_ev[slot] = ev
+        self.compute.wait_event(ev)
+        dev.record_stream(self.compute)
+        return dev
+
+    def download(self, y: torch.Tensor) -> tuple[torch.cuda.Event, torch.Tensor]:
+        slot = self.n_out % 2
+        self.n_out += 1
+        ready = torch.cuda.Event()
+        ready.record(self.compute)
+        host = self.outp[slot][:y.shape[0]]
+        with torch.cuda.stream(self.copy):
+            self.copy.wait_event(ready)
+            host.copy_(y, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.copy)
+        y.record_stream(self.copy)
+        return done, host
+
+    def finish(self, handle: tuple[torch.cuda.Event, torch.Tensor]) -> list[np.ndarray]:
+        done, host = handle
+        done.synchronize()
+        return list(host.numpy().copy())
