@@ -73,9 +73,9 @@ def test_pan_direction_measured_by_phase_correlation(moves: str, axis: int, sign
 
 def test_linear_pan_is_smooth_subpixel_and_jitter_free() -> None:
     # a Gaussian blob tracked by its intensity centroid moves ~0.3 px per frame; a renderer that
-    # rounded positions to pixels would move it in 0 / 1 px steps
+    # rounded positions to pixels would move it in 0 / 1 px steps (second differences ~1 px)
     yy, xx = np.mgrid[0:200, 0:400]
-    blob = np.exp(-((xx - 200.0) ** 2 + (yy - 100.0) ** 2) / (2 * 8.0 ** 2))
+    blob = np.exp(-((xx - 200.0) ** 2 + (yy - 100.0) ** 2) / (2 * 12.0 ** 2))
     src = np.repeat((255 * blob).astype(np.uint8)[..., None], 3, axis=2)
     fr, _ = render(src, _plan("pan_right", speed=0.3, easing="linear"), 64, 64, 16, 8.0)
     w = fr[..., 0].astype(float)
@@ -83,7 +83,9 @@ def test_linear_pan_is_smooth_subpixel_and_jitter_free() -> None:
     cy = (w * np.arange(64)[:, None]).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
     dx = np.diff(cx)
     assert np.all(dx < -0.2) and np.all(dx > -0.5), dx   # content moves left, sub-pixel steps
-    assert np.abs(np.diff(dx)).max() < 0.01, dx          # second differences are tiny: no jitter
+    # second differences are tiny: no jitter (what is left is OpenCV's 1/32-pixel kernel tables)
+    assert np.abs(np.diff(dx)).max() < 0.1, dx
+    assert dx.std() < 0.03, dx
     assert np.abs(cy - cy[0]).max() < 0.01
 
 
@@ -170,7 +172,8 @@ def test_engine_generate_frames_size_fps_meta_progress_and_determinism() -> None
     assert steps == [("camera", i, 9) for i in range(1, 10)]
     m = clip.meta["motion"]
     assert m["moves"] == ["zoom_in", "pan_right", "sway"] and m["speed"] == 0.6 and m["fallback"] is False
-    assert m["easing"] == "ease-in-out" and 0 < m["crop"] <= 1
+    assert m["easing"] == "ease-in-out" and 0 < m["crop"] <= 1 and m["source"] == "prompt"
+    assert m["source_size"] == [512, 512] and m["amplitude"] == 1.0
     again = eng.generate(src, req, RunContext())
     assert np.array_equal(clip.frames, again.frames)
     other = eng.generate(src, GenerationRequest(**{**req.to_dict(), "seed": 12, "loras": []}), RunContext())
@@ -221,3 +224,17 @@ def test_large_source_uses_a_reduced_level() -> None:
     src = _texture(512, 512)
     _, info = render(src, parse_motion("slow zoom in"), 64, 64, 4, 8.0)
     assert max(info["levels"]) < 0.3
+
+
+def test_zoom_sharpness_has_no_level_pops() -> None:
+    # zooming into a 4x-upscaled (soft) photo can only lose sharpness; sampling one pyramid level at a
+    # time makes it jump back up (~13% here) where a frame switches to a finer level; blending two
+    # levels does not
+    src = cv2.imread(str(DATA / "astronaut.jpg"))[:, :, ::-1]
+    src = cv2.resize(src, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    fr, info = render(src, _plan("zoom_in"), 512, 512, 16, 8.0, blend=True)
+    assert len(info["levels"]) >= 3 and info["blend_levels"] is True
+    sharp = np.array([cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var() for f in fr])
+    rise = sharp[1:] / sharp[:-1] - 1.0
+    assert rise.max() < 0.03, np.round(rise, 3)
+    assert sharp[-1] < 0.95 * sharp[0]

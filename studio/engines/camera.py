@@ -13,7 +13,8 @@ How a frame is made (see `render`):
    map, no rounding of positions, so motion is jitter-free).  To avoid aliasing it samples from an
    INTER_AREA-reduced copy of the source whose resolution is the smallest step of 2^(1/3) at or above
    what the frame needs (a small lazily built pyramid; level geometry is exact, so switching levels
-   does not shift the picture).
+   does not shift the picture).  Frames up to ~1 MP blend that level with the next coarser one
+   (trilinear mip-mapping) so sharpness does not step during a zoom; bigger frames use one level.
 5. Dolly zoom is approximated with a radial warp applied in the frame (`cv2.remap`): a local scale
    1 / (1 + a·ρ²) keeps the centre (the subject) at constant size while the surroundings, more and more
    towards the edges, are magnified (a > 0, the "Vertigo" look) or shrunk (a < 0).  A flat photo has
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEVEL_STEP = 2.0 ** (1.0 / 3.0)   # pyramid spacing: a frame never downsamples more than this
+BLEND_MAX_PIXELS = 1_000_000      # trilinear level blending (2 warps a frame) up to this frame size
 MIN_CROP = 0.45                   # the viewport may shrink to 45% of the base crop before moves shrink
 # Interpolator support margin, in pixels of the sampled level: bicubic reads 2 pixels beyond the
 # sample's floor, plus the half-pixel between edge and centre coordinates, plus numeric slack.
@@ -87,11 +89,23 @@ def _magnification(path: CameraPath) -> np.ndarray:
     return (1.0 + a) ** 2 / (1.0 - a)
 
 
-def _level_scales(path: CameraPath, s0: float, vw: float, out_w: int) -> np.ndarray:
-    """Per frame: the pyramid scale (≤ 1) to sample from — the smallest step ≥ the needed scale."""
+def _level_scales(path: CameraPath, s0: float, vw: float, out_w: int,
+                  blend: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: (fine, coarse, weight of fine) pyramid scales (≤ 1) to sample from.
+
+    `fine` is the smallest step at or above the needed scale.  With `blend` the frame mixes it with the
+    next coarser step by the needed scale's log position between them (trilinear mip-mapping), so the
+    sharpness changes continuously during a zoom; without, it uses `fine` alone.
+    """
     need = path.zoom * _magnification(path) * out_w / (s0 * vw)
-    k = np.ceil(np.log(need) / math.log(LEVEL_STEP) - 1e-9)
-    return np.minimum(1.0, LEVEL_STEP ** k)
+    lam = np.log(need) / math.log(LEVEL_STEP)
+    k = np.ceil(lam - 1e-9)
+    fine = np.minimum(1.0, LEVEL_STEP ** k)
+    if not blend:
+        return fine, fine, np.ones_like(fine)
+    coarse = np.minimum(1.0, LEVEL_STEP ** (k - 1))
+    weight = np.where(fine >= 1.0, 1.0, np.clip(lam - (k - 1), 0.0, 1.0))
+    return fine, np.where(fine >= 1.0, fine, coarse), weight
 
 
 class _Pyramid:
@@ -120,14 +134,16 @@ class _Pyramid:
 
 def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames: int, fps: float,
            seed: int = 0, *, border: tuple[int, int, int] | None = None, interpolation: str = "cubic",
-           min_crop: float = MIN_CROP, progress: Callable[[int, int], None] | None = None,
+           min_crop: float = MIN_CROP, blend: bool | None = None,
+           progress: Callable[[int, int], None] | None = None,
            ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render `frames` frames of `height`×`width` from an RGB uint8 `image` following `plan`.
 
     Returns (frames T×H×W×3 uint8, info for the manifest: crop scale, amplitude, levels used).
     `border=None` samples with reflected borders as a belt-and-braces measure; a colour (e.g. magenta)
     uses a constant border instead, which tests use to prove no outside pixel is ever shown.
-    `progress(i, n)` is called after each frame (i from 1).
+    `blend` mixes two pyramid levels per frame (smooth sharpness through zooms; None: on for
+    frames up to `BLEND_MAX_PIXELS`, where it is cheap).  `progress(i, n)` is called after each frame.
     """
     cv2 = _cv2()
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -163,14 +179,16 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
         path = camera_path(plan, n, fps, seed, amp)
         s0 = _fit(*_extents(path, vw, vh, out_w, out_h), w, h, pad0 * w / out_w)
     pyr = _Pyramid(image)
-    # Second pass: the margin in source px depends on the level each frame samples from.
-    scales = _level_scales(path, s0, vw, out_w)
-    pads = np.array([pad0 * max(w / pyr.size(float(s))[0], h / pyr.size(float(s))[1]) for s in scales])
-    ex, ey = _extents(path, vw, vh, out_w, out_h)
-    s0 = _fit(ex, ey, w, h, pads)
+    if blend is None:
+        blend = out_w * out_h <= BLEND_MAX_PIXELS
+    # Second pass: the margin in source px depends on the (coarsest) level each frame samples from.
+    _, coarse, _ = _level_scales(path, s0, vw, out_w, blend)
+    pads = np.array([pad0 * max(w / pyr.size(float(c))[0], h / pyr.size(float(c))[1]) for c in coarse])
+    s0 = _fit(*_extents(path, vw, vh, out_w, out_h), w, h, pads)
     if s0 <= 0:
         raise ValueError(f"a {w}×{h} image is too small for a {out_w}×{out_h} camera move")
-    scales = _level_scales(path, s0, vw, out_w)  # finer or equal than before, so the pads still hold
+    # s0 only shrank, so the levels are finer or equal and the pads still hold
+    fine, coarse, weight = _level_scales(path, s0, vw, out_w, blend)
 
     flags = (cv2.INTER_CUBIC if interpolation == "cubic" else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     if border is None:
@@ -178,10 +196,12 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
     else:
         bmode, bval = cv2.BORDER_CONSTANT, tuple(int(c) for c in border)
     out = np.empty((n, out_h, out_w, 3), np.uint8)
-    grid = None
+    tmp = np.empty((out_h, out_w, 3), np.uint8)
+    grid: list[np.ndarray] = []
     kpx = vw / out_w
-    for i in range(n):
-        img, sx, sy = pyr.get(float(scales[i]))
+
+    def sample(i: int, scale: float, dst: np.ndarray) -> None:
+        img, sx, sy = pyr.get(scale)
         f = s0 * kpx / path.zoom[i]
         c, s = math.cos(path.roll[i]), math.sin(path.roll[i])
         lin = np.array([[sx * c * f, -sx * s * f], [sy * s * f, sy * c * f]])
@@ -191,25 +211,31 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
         if abs(a) < 1e-6:
             d = np.array([0.5 - out_w / 2, 0.5 - out_h / 2])
             m = np.hstack([lin, (np.array([cx, cy]) + lin @ d)[:, None]])
-            cv2.warpAffine(img, m, (out_w, out_h), dst=out[i], flags=flags, borderMode=bmode,
-                           borderValue=bval)
-        else:
-            if grid is None:
-                gx = np.arange(out_w, dtype=np.float32) + np.float32(0.5 - out_w / 2)
-                gy = np.arange(out_h, dtype=np.float32) + np.float32(0.5 - out_h / 2)
-                qx, qy = np.meshgrid(gx, gy)
-                grid = (qx, qy, (qx * qx + qy * qy) / np.float32((out_w / 2) ** 2 + (out_h / 2) ** 2))
-            qx, qy, rho2 = grid
-            g = 1.0 / (1.0 + np.float32(a) * rho2)
-            wx, wy = qx * g, qy * g
-            mx = np.float32(lin[0, 0]) * wx + np.float32(lin[0, 1]) * wy + np.float32(cx)
-            my = np.float32(lin[1, 0]) * wx + np.float32(lin[1, 1]) * wy + np.float32(cy)
-            cv2.remap(img, mx, my, flags & ~cv2.WARP_INVERSE_MAP, dst=out[i], borderMode=bmode,
-                      borderValue=bval)
+            cv2.warpAffine(img, m, (out_w, out_h), dst=dst, flags=flags, borderMode=bmode, borderValue=bval)
+            return
+        if not grid:
+            gx = np.arange(out_w, dtype=np.float32) + np.float32(0.5 - out_w / 2)
+            gy = np.arange(out_h, dtype=np.float32) + np.float32(0.5 - out_h / 2)
+            qx, qy = np.meshgrid(gx, gy)
+            grid.extend([qx, qy, (qx * qx + qy * qy) / np.float32((out_w / 2) ** 2 + (out_h / 2) ** 2)])
+        qx, qy, rho2 = grid
+        g = 1.0 / (1.0 + np.float32(a) * rho2)
+        wx, wy = qx * g, qy * g
+        mx = np.float32(lin[0, 0]) * wx + np.float32(lin[0, 1]) * wy + np.float32(cx)
+        my = np.float32(lin[1, 0]) * wx + np.float32(lin[1, 1]) * wy + np.float32(cy)
+        cv2.remap(img, mx, my, flags & ~cv2.WARP_INVERSE_MAP, dst=dst, borderMode=bmode, borderValue=bval)
+
+    for i in range(n):
+        sample(i, float(fine[i]), out[i])
+        if weight[i] < 0.999 and coarse[i] != fine[i]:
+            sample(i, float(coarse[i]), tmp)
+            cv2.addWeighted(out[i], float(weight[i]), tmp, 1.0 - float(weight[i]), 0.0, dst=out[i])
         if progress is not None:
             progress(i + 1, n)
-    info = {"crop": round(s0, 5), "amplitude": round(amp, 5), "source": [w, h],
-            "levels": sorted({round(float(v), 4) for v in scales}), "interpolation": interpolation}
+    used = set(fine.tolist()) | {float(c) for c, wt in zip(coarse, weight, strict=True) if wt < 0.999}
+    info = {"crop": round(s0, 5), "amplitude": round(amp, 5), "source_size": [w, h],
+            "levels": sorted(round(v, 4) for v in used), "interpolation": interpolation,
+            "blend_levels": bool(blend)}
     return out, info
 
 

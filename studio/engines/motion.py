@@ -51,6 +51,7 @@ ZOOM_LOG = math.log(1.30)          # zoom_in/out: 1.0 -> 1.3x
 PAN = 0.25                          # fraction of the frame's width (height for up/down)
 ROLL_DEG = 10.0
 DOLLY = 0.30                        # edge magnification of dolly_zoom_in: 1 -> 1 + DOLLY
+DOLLY_MIN, DOLLY_MAX = -0.4, 0.6    # warp coefficient limits (beyond them the warp looks folded)
 ORBIT_PAN, ORBIT_ZOOM_LOG = 0.20, math.log(1.15)
 SWAY_SHIFT, SWAY_ROLL_DEG, SWAY_ZOOM = 0.012, 0.5, 0.006
 
@@ -325,12 +326,12 @@ def camera_path(plan: MotionPlan, frames: int, fps: float, seed: int, amplitude:
             ox += (1 if mv == "orbit_right" else -1) * ORBIT_PAN * k * (e - 0.5)
             logz += ORBIT_ZOOM_LOG * k * e
         elif mv in ("dolly_zoom_in", "dolly_zoom_out"):
-            a = DOLLY * k * e * (1 if mv == "dolly_zoom_in" else -1)
-            lo, hi = -0.4, 0.6
-            if a.min() < lo or a.max() > hi:
-                log.warning("dolly zoom strength %.2f clipped to %.2f..%.2f (stronger folds the image)",
-                            float(a[-1]), lo, hi)
-            warp += np.clip(a, lo, hi)
+            a_end = DOLLY * k * (1 if mv == "dolly_zoom_in" else -1)
+            lim = min(max(a_end, DOLLY_MIN), DOLLY_MAX)
+            if lim != a_end:
+                log.warning("dolly zoom strength %.2f reduced to %.2f (a stronger warp folds the image)",
+                            a_end, lim)
+            warp += lim * e
         elif mv == "sway":
             rng = np.random.default_rng([int(seed), 0x5A7])
             sec = np.arange(n) / float(fps)
