@@ -46,8 +46,11 @@ MIN_CROP = 0.45                   # the viewport may shrink to 45% of the base c
 # Interpolator support margin, in pixels of the sampled level: bicubic reads 2 pixels beyond the
 # sample's floor, plus the half-pixel between edge and centre coordinates, plus numeric slack.
 _PAD = {"cubic": 1.75, "linear": 0.75}
-SECONDS_PER_MP = 0.030            # measured by bench/bench_camera.py (2 cores): output megapixels
-SETUP_SECONDS = 0.05              # decode-independent setup (pyramid levels)
+# Wall seconds per output megapixel, measured by bench/bench_camera.py on 2 cores (medians, rounded
+# up): ~0.040 for blended frames (≤ BLEND_MAX_PIXELS, 2 warps), ~0.018 for 1080p (1 warp).
+SECONDS_PER_MP_BLEND = 0.045
+SECONDS_PER_MP = 0.022
+SETUP_SECONDS = 0.05              # pyramid levels
 
 
 def _cv2() -> Any:
@@ -259,7 +262,8 @@ class CameraEngine(Engine):
     def estimate(self, req: GenerationRequest, device: str) -> dict[str, float]:
         """Seconds from a measured per-output-megapixel constant; memory for the frames and pyramid."""
         mp = req.frames * req.width * req.height / 1e6
-        return {"seconds": SETUP_SECONDS + SECONDS_PER_MP * mp,
+        per_mp = SECONDS_PER_MP_BLEND if req.width * req.height <= BLEND_MAX_PIXELS else SECONDS_PER_MP
+        return {"seconds": SETUP_SECONDS + per_mp * mp,
                 "memory_mb": mp * 3.0 + 3.0 * 16.0}
 
     def generate(self, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
