@@ -20,7 +20,7 @@ if ! $SUDO apt-get update -qq; then
   echo "ensure_browser: apt-get update failed; the browser test will skip" >&2
   exit 0
 fi
-if ! $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null; then
+if ! $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core fonts-noto-color-emoji >/dev/null; then
   echo "ensure_browser: apt-get install chromium chromium-driver failed; the browser test will skip" >&2
   exit 0
 fi

@@ -127,9 +127,9 @@ def prompt_section(uses_prompt: bool) -> str:
     text = st.text_area("Motion prompt", key="gen_prompt", height=80,
                         help="Describe the motion, e.g. 'camera slowly zooming in'." +
                         ("" if uses_prompt else " This engine ignores the prompt."))
-    cols = st.columns(len(EXAMPLES))
+    cols = st.columns(2)
     for i, ex in enumerate(EXAMPLES):
-        cols[i].button(ex, key=f"chip_{i}", on_click=_set, args=(ex,), width="stretch")
+        cols[i % 2].button(f"💡 {ex}", key=f"chip_{i}", on_click=_set, args=(ex,), width="stretch")
     return text
 
 

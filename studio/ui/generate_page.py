@@ -116,7 +116,7 @@ def render() -> None:
     st.title("🎬 Generate")
     for err in apply_pending():
         st.error(f"Could not reuse a setting: {err}")
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns([1, 1], gap="large")
     with left:
         image = input_section()
         infos = engines_info()

@@ -16,17 +16,19 @@ STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "�
 def show_ledger(ledger: Any) -> None:
     """The ledger as a table (frames, fps, duration, size and estimates per step) plus totals."""
     rows = [{"step": r["label"], "frames": r["frames"], "fps": round(r["fps"], 3),
-             "seconds": round(r["duration"], 2), "size": f"{r['width']}×{r['height']}",
-             "est. time (s)": r.get("est_seconds"), "est. memory (MB)": r.get("est_memory_mb")}
+             "secs": round(r["duration"], 2), "size": f"{r['width']}×{r['height']}",
+             "est s": r.get("est_seconds"), "est MB": r.get("est_memory_mb")}
             for r in ledger.rows]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"step": st.column_config.TextColumn("step", width="medium")})
     f = ledger.final
-    c = st.columns(4)
+    c = st.columns(3)
     c[0].metric("Frames", f.frames)
     c[1].metric("FPS", f"{f.fps:g}")
-    c[2].metric("Duration", f"{f.duration:.2f} s")
-    c[3].metric("Est. time", f"{ledger.total_seconds:.1f} s")
-    st.caption(f"Final size {f.width}×{f.height}")
+    c[2].metric("Duration", f"{f.duration:.1f} s")
+    c = st.columns(3)
+    c[0].metric("Size", f"{f.width}×{f.height}")
+    c[1].metric("Est. time", f"{ledger.total_seconds:.1f} s")
 
 
 def job_title(job: Job) -> str:
