@@ -238,3 +238,17 @@ def test_zoom_sharpness_has_no_level_pops() -> None:
     rise = sharp[1:] / sharp[:-1] - 1.0
     assert rise.max() < 0.03, np.round(rise, 3)
     assert sharp[-1] < 0.95 * sharp[0]
+
+
+@pytest.mark.parametrize("prompt", ["pan right", "zoom in", "roll clockwise", "orbit left handheld",
+                                    "dolly zoom", "zoom out fast"])
+def test_anchor_start_begins_exactly_on_the_input_and_never_leaks(prompt):
+    from studio.engines.camera import render
+    from studio.engines.motion import parse_motion
+    rng = np.random.default_rng(1)
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[..., 1] = (rng.random((64, 96)) * 200 + 20).astype(np.uint8)   # R = B = 0 everywhere
+    fr, info = render(img, parse_motion(prompt), 96, 64, 9, 8, border=(255, 0, 255), anchor_start=True)
+    assert np.array_equal(fr[0], img) and info["anchor_start"] is True
+    assert int(fr[..., 0].max()) == 0 and int(fr[..., 2].max()) == 0   # no sentinel pixel ever
+    assert float(np.abs(fr[-1].astype(int) - img.astype(int)).mean()) > 5  # it still moves

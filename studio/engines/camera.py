@@ -32,6 +32,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..context import RunContext
+from ..params import Param
 from .base import Engine
 from .motion import CameraPath, MotionPlan, camera_path, canonical_moves, parse_motion
 
@@ -138,7 +139,7 @@ class _Pyramid:
 def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames: int, fps: float,
            seed: int = 0, *, border: tuple[int, int, int] | None = None, interpolation: str = "cubic",
            min_crop: float = MIN_CROP, blend: bool | None = None,
-           progress: Callable[[int, int], None] | None = None,
+           progress: Callable[[int, int], None] | None = None, anchor_start: bool = False,
            ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render `frames` frames of `height`×`width` from an RGB uint8 `image` following `plan`.
 
@@ -147,6 +148,10 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
     uses a constant border instead, which tests use to prove no outside pixel is ever shown.
     `blend` mixes two pyramid levels per frame (smooth sharpness through zooms; None: on for
     frames up to `BLEND_MAX_PIXELS`, where it is cheap).  `progress(i, n)` is called after each frame.
+    `anchor_start` makes frame 0 the plain cover-fit view of the whole source (the input itself when
+    it already has the output's size, as when continuing a clip from its last frame) and eases each
+    frame's sampling map from that view to the planned one.  Every viewport corner is then a convex
+    combination of two points inside the source, so it stays inside: still no outside pixels.
     """
     cv2 = _cv2()
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -192,6 +197,9 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
         raise ValueError(f"a {w}×{h} image is too small for a {out_w}×{out_h} camera move")
     # s0 only shrank, so the levels are finer or equal and the pads still hold
     fine, coarse, weight = _level_scales(path, s0, vw, out_w, blend)
+    if anchor_start:  # near the start the view is the whole source: sample it at full resolution
+        fine = np.ones_like(fine)
+        weight = np.ones_like(weight)
 
     flags = (cv2.INTER_CUBIC if interpolation == "cubic" else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     if border is None:
@@ -203,6 +211,11 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
     grid: list[np.ndarray] = []
     kpx = vw / out_w
 
+    ease = np.zeros(n)
+    if anchor_start and n > 1:
+        t = np.arange(n) / (n - 1)
+        ease = t * t * (3 - 2 * t)  # smoothstep: leaves the start view gently
+
     def sample(i: int, scale: float, dst: np.ndarray) -> None:
         img, sx, sy = pyr.get(scale)
         f = s0 * kpx / path.zoom[i]
@@ -211,6 +224,13 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
         cx = sx * (w / 2 + s0 * path.ox[i] * vw) - 0.5
         cy = sy * (h / 2 + s0 * path.oy[i] * vh) - 0.5
         a = float(path.warp[i])
+        if anchor_start:
+            # blend towards the un-moved cover-fit view (s0 = 1, no zoom/offset/roll/warp)
+            e = float(ease[i])
+            lin = e * lin + (1 - e) * np.array([[sx * kpx, 0.0], [0.0, sy * kpx]])
+            cx = e * cx + (1 - e) * (sx * w / 2 - 0.5)
+            cy = e * cy + (1 - e) * (sy * h / 2 - 0.5)
+            a *= e
         if abs(a) < 1e-6:
             d = np.array([0.5 - out_w / 2, 0.5 - out_h / 2])
             m = np.hstack([lin, (np.array([cx, cy]) + lin @ d)[:, None]])
@@ -238,7 +258,7 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
     used = set(fine.tolist()) | {float(c) for c, wt in zip(coarse, weight, strict=True) if wt < 0.999}
     info = {"crop": round(s0, 5), "amplitude": round(amp, 5), "source_size": [w, h],
             "levels": sorted(round(v, 4) for v in used), "interpolation": interpolation,
-            "blend_levels": bool(blend)}
+            "blend_levels": bool(blend), "anchor_start": bool(anchor_start)}
     return out, info
 
 
@@ -253,6 +273,11 @@ class CameraEngine(Engine):
     needs_weights = False
     uses_prompt = True
     supports_loras = False
+    extra_params = {
+        "anchor_start": Param("anchor_start", bool, False,
+                              "Start exactly on the input image and ease into the move (used when "
+                              "continuing a clip from its last frame).", group="camera", advanced=True),
+    }
 
     def check_request(self, req: GenerationRequest) -> None:
         """Reject unknown move names in `req.motion` before anything runs."""
@@ -272,6 +297,7 @@ class CameraEngine(Engine):
         ctx.log.info("camera: moves=%s speed=%.2g easing=%s%s", "+".join(plan.moves), plan.speed,
                      plan.easing, " (fallback)" if plan.fallback else "")
         frames, info = render(image, plan, req.width, req.height, req.frames, req.fps, req.seed,
-                              progress=lambda i, n: ctx.step("camera", i, n))
+                              progress=lambda i, n: ctx.step("camera", i, n),
+                              anchor_start=bool(req.extra.get("anchor_start", False)))
         return Clip(frames=frames, fps=float(req.fps),
                     meta={"engine": self.id, "motion": {**plan.to_dict(), **info}})

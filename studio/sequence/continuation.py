@@ -79,7 +79,10 @@ def continue_from_last_frame(clip_path: str | Path, req: Any, out: str | Path | 
     if (req.width, req.height) != (w, h):
         log.warning("continuing %s (%d×%d) at %d×%d: the engine resizes the start frame",
                     src.name, w, h, req.width, req.height)
-    new_req = dataclasses.replace(req, image=str(png))
+    new_req = dataclasses.replace(req, image=str(png), extra=dict(req.extra))
+    from ..engines import get_engine
+    if "anchor_start" in get_engine(new_req.engine).extra_spec():
+        new_req.extra.setdefault("anchor_start", True)  # start exactly on the last frame
     try:
         res = generate(new_req, out=out, ctx=ctx)
     except BaseException:
