@@ -83,6 +83,14 @@ def test_upload_generate_camera_and_result_is_shown(photo):
     assert any(outs[0].name in c.value for c in at.caption)   # the page names the file it shows
     labels = {b.label for b in at.button}
     assert {"♻ Reuse settings", "⏭ Continue from last frame"} <= labels
+    # Re-run post-processing with ×2 interpolation, without regenerating: 4 frames -> 7 at 16 fps
+    first = at.session_state["job"]
+    at.radio(key=f"rr_{first}_interp_mode").set_value("×2").run()
+    at.button(key=f"rr_go_{first}").click().run()
+    second = at.session_state["job"]
+    assert second != first and JobStore().get(second).kind == "rerun"
+    at = _poll(at, lambda a: any("· 7 frames · 16 fps · 64×64" in c.value for c in a.caption))
+    assert len(list(_outputs().glob("*.mp4"))) == 2
     # Continue from last frame: the next input is that frame, saved as a PNG
     at.button(key=next(b.key for b in at.button if b.label.startswith("⏭"))).click().run()
     nxt = at.session_state["gen_image"]
@@ -183,3 +191,17 @@ def test_models_page_shows_status_and_commands():
     codes = [c.value for c in at.code]
     for wid in missing:
         assert all_weights()[wid].command in codes
+
+
+def test_lora_upload_refuses_pickles_and_incompatible_files(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save
+    monkeypatch.setenv("STUDIO_LORAS_DIR", str(tmp_path / "loras"))
+    at = _page(str(ROOT / "pages" / "4_Models.py"))
+    assert at.file_uploader(key="lora_upload").allowed_type == [".safetensors"]   # no pickles
+    not_a_lora = save({"conv.weight": torch.zeros(4, 4)})
+    at.file_uploader(key="lora_upload").set_value(("odd.safetensors", not_a_lora, "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert at.error[0].value.startswith("odd.safetensors was refused")
+    assert not list((tmp_path / "loras").glob("*.safetensors"))

@@ -60,7 +60,7 @@ def run_rerun(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if not manifest:
         raise ValueError("rerun job payload needs a 'manifest' path")
     overrides = dict(payload.get("overrides") or {})
-    out = _out(payload, Path(manifest).stem[:30] + "-rerun")
+    out = _out(payload, "rerun")
     res = _cleanup_on_error(out, lambda: rerun(Path(manifest), overrides, out=out, ctx=ctx))
     return _result(res)
 

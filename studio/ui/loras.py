@@ -103,11 +103,17 @@ def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[
     mod = library()
     if mod is None or not hasattr(mod, "validate_lora"):
         raise ValueError("the LoRA library (studio.loras) is not available, so LoRAs cannot be validated")
+    if Path(path).suffix != ".safetensors":
+        raise ValueError(f"{Path(path).name}: LoRAs must be .safetensors files")
+    from ..engines import get_engine
     fits, reasons = [], []
     for eid in engine_ids:
         try:
-            report = mod.validate_lora(path, eid)
-        except ValueError as e:
+            engine = get_engine(eid)
+            if not getattr(engine, "supports_loras", False):
+                continue
+            report = mod.validate_lora(path, engine)
+        except (ValueError, ImportError) as e:
             reasons.append(f"{eid}: {e}")
             continue
         ok = _get(report, "ok", "compatible", default=True)

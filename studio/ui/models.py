@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
-from .loras import LoraView, list_loras, save_metadata, validate_upload
+from .loras import LoraView, library, list_loras, save_metadata, validate_upload
 
 MAX_LORA_MB = 2048
 
@@ -95,20 +95,24 @@ def lora_upload() -> None:
     if len(data) > MAX_LORA_MB * 1e6:
         st.error(f"{up.name} is {len(data) / 1e6:.0f} MB, over the {MAX_LORA_MB} MB limit")
         return
-    dest_dir = REPO_ROOT / "loras"
+    mod = library()
+    dest_dir = mod.loras_dir() if mod is not None and hasattr(mod, "loras_dir") else REPO_ROOT / "loras"
     dest = dest_dir / Path(up.name).name
-    tmp = dest_dir / f".upload-{hashlib.sha256(data).hexdigest()[:12]}.safetensors"
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / ".incoming" / hashlib.sha256(data).hexdigest()[:12] / dest.name
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(data)
     try:
         fits, reasons = validate_upload(tmp, engine_ids())
     except Exception as e:  # noqa: BLE001 - corrupt file or missing library: refuse with the reason
         tmp.unlink(missing_ok=True)
+        tmp.parent.rmdir()
         st.error(f"{up.name} was refused: {e}")
         return
     if not fits:
         tmp.unlink(missing_ok=True)
-        st.error(f"{up.name} fits no engine: " + "; ".join(reasons))
+        tmp.parent.rmdir()
+        why = "; ".join(reasons) or "no installed engine takes LoRAs"
+        st.error(f"{up.name} was refused: it fits no engine ({why})")
         return
     tmp.replace(dest)
     st.success(f"Added {dest.name}; it fits: {', '.join(fits)}")
