@@ -75,6 +75,8 @@ def run_chain(clip: Clip, stages: list[Stage], ctx: RunContext,
         clip = s.apply(clip, ctx)
         if timings is not None:
             timings[f"{i}:{s.name}"] = round(time.perf_counter() - t0, 4)
+        if ctx.preview is not None:
+            ctx.preview(clip.frames[-1])
         got = clip.spec
         if (got.frames, got.width, got.height) != (expect.frames, expect.width, expect.height) or \
                 abs(got.fps - expect.fps) > 1e-6:

@@ -39,6 +39,7 @@ class Engine(ABC):
     uses_prompt: ClassVar[bool] = True
     supports_loras: ClassVar[bool] = False
     spec_overrides: ClassVar[dict[str, Param]] = {}
+    ignores: ClassVar[tuple[str, ...]] = ()  # core settings this engine does not use (hidden in the UI)
     extra_params: ClassVar[dict[str, Param]] = {}
 
     def spec(self) -> dict[str, Param]:

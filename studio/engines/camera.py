@@ -140,6 +140,7 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
            seed: int = 0, *, border: tuple[int, int, int] | None = None, interpolation: str = "cubic",
            min_crop: float = MIN_CROP, blend: bool | None = None,
            progress: Callable[[int, int], None] | None = None, anchor_start: bool = False,
+           on_frame: Callable[[np.ndarray], None] | None = None,
            ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render `frames` frames of `height`×`width` from an RGB uint8 `image` following `plan`.
 
@@ -253,6 +254,8 @@ def render(image: np.ndarray, plan: MotionPlan, width: int, height: int, frames:
         if weight[i] < 0.999 and coarse[i] != fine[i]:
             sample(i, float(coarse[i]), tmp)
             cv2.addWeighted(out[i], float(weight[i]), tmp, 1.0 - float(weight[i]), 0.0, dst=out[i])
+        if on_frame is not None:
+            on_frame(out[i])
         if progress is not None:
             progress(i + 1, n)
     used = set(fine.tolist()) | {float(c) for c, wt in zip(coarse, weight, strict=True) if wt < 0.999}
@@ -273,6 +276,7 @@ class CameraEngine(Engine):
     needs_weights = False
     uses_prompt = True
     supports_loras = False
+    ignores = ("steps", "guidance", "negative_prompt")
     extra_params = {
         "anchor_start": Param("anchor_start", bool, False,
                               "Start exactly on the input image and ease into the move (used when "
@@ -298,6 +302,7 @@ class CameraEngine(Engine):
                      plan.easing, " (fallback)" if plan.fallback else "")
         frames, info = render(image, plan, req.width, req.height, req.frames, req.fps, req.seed,
                               progress=lambda i, n: ctx.step("camera", i, n),
-                              anchor_start=bool(req.extra.get("anchor_start", False)))
+                              anchor_start=bool(req.extra.get("anchor_start", False)),
+                              on_frame=ctx.preview)
         return Clip(frames=frames, fps=float(req.fps),
                     meta={"engine": self.id, "motion": {**plan.to_dict(), **info}})

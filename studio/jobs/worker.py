@@ -33,6 +33,7 @@ _KINDS: dict[str, JobFn | str] = {
     "post": "studio.jobs.kinds:run_post",
     "rerun": "studio.jobs.kinds:run_rerun",
     "weights": "studio.jobs.kinds:run_weights",
+    "sequence": "studio.sequence.render:run_sequence_job",
 }
 _LIVE_TOKENS: set[str] = set()
 PREVIEW_EVERY_S = 0.4

@@ -29,8 +29,8 @@ GEN_GROUPS = ("generate", "camera")
 SKIP = ("prompt", "engine")
 
 
-def _param_names(spec: dict, eng_id: str, uses_prompt: bool) -> list[str]:
-    names = [n for n, p in spec.items() if p.group in GEN_GROUPS and n not in SKIP]
+def _param_names(spec: dict, eng_id: str, uses_prompt: bool, ignores: tuple[str, ...] = ()) -> list[str]:
+    names = [n for n, p in spec.items() if p.group in GEN_GROUPS and n not in SKIP and n not in ignores]
     if not uses_prompt:
         names = [n for n in names if n != "negative_prompt"]
     if eng_id != "camera":
@@ -133,7 +133,8 @@ def render() -> None:
             st.error(e)
         spec = engine.spec()
         st.markdown("**Parameters**")
-        values = widgets(spec, _param_names(spec, eng.id, engine.uses_prompt), f"gen_{eng.id}_")
+        names = _param_names(spec, eng.id, engine.uses_prompt, engine.ignores)
+        values = widgets(spec, names, f"gen_{eng.id}_")
         extra = widgets(engine.extra_spec(), list(engine.extra_spec()), f"gen_{eng.id}_x_",
                         advanced_label="Engine settings")
         st.markdown("**Post-processing**")
