@@ -92,7 +92,7 @@ class IFBlock(nn.Module):
         out = self.lastconv(self.convblock(self.conv0(x)))
         if scale != 1.0:
             out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
-        return out[:, :4] * scale, out[:, 4:5], out[:, 5:]
+        return out[:, :4] * scale, out[:, 4:5], out[:, 5:13]
 
 
 def _down(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -121,18 +121,61 @@ def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
     return g
 
 
-def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample `x` (B, C, H, W) at pixel + `flow` (B, 2, H, W, in pixels), bilinear, border padding.
-
-    The grid is built and sampled in float32; the result has `x`'s dtype.
-    """
-    _, _, h, w = flow.shape
+def _sample(x: torch.Tensor, base: torch.Tensor, flow: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """grid_sample of float32 `x` at `base` (normalised grid) + `flow` (pixels of an H×W frame)."""
     f = flow.float()
     fx = f[:, 0] / ((w - 1.0) / 2.0)
     fy = f[:, 1] / ((h - 1.0) / 2.0)
-    grid = _base_grid(h, w, flow.device) + torch.stack((fx, fy), dim=-1)
-    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.to(x.dtype)
+    grid = base + torch.stack((fx, fy), dim=-1)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample `x` (B, C, H, W) at pixel + `flow` (B, 2, H, W, in pixels), bilinear, border padding.
+
+    The grid is built and sampled in float32; the result is float32.
+    """
+    _, _, h, w = flow.shape
+    return _sample(x, _base_grid(h, w, flow.device), flow, h, w)
+
+
+def warp_down(x: torch.Tensor, flow: torch.Tensor, s: float) -> torch.Tensor:
+    """`_down(backward_warp(x, flow), s)`, computed only where the downsampling reads.
+
+    For an even integer s, bilinear resizing by 1/s (align_corners=False) reads each output
+    pixel from full-size pixels s·d + s/2 - 1 and s·d + s/2 with weights 1/2 each, so warping
+    just those four sub-grids costs 4/s² of a full warp and gives the same numbers.
+    """
+    if s < 2 or s != int(s) or int(s) % 2:
+        return _down(backward_warp(x, flow), s)
+    k = int(s)
+    o = k // 2 - 1
+    _, _, h, w = flow.shape
+    base = _base_grid(h, w, flow.device)
+    v = [[_sample(x, base[:, o + dy::k, o + dx::k], flow[:, :, o + dy::k, o + dx::k], h, w)
+          for dx in (0, 1)] for dy in (0, 1)]
+    return 0.5 * (0.5 * v[0][0] + 0.5 * v[0][1]) + 0.5 * (0.5 * v[1][0] + 0.5 * v[1][1])
+
+
+def _pad_in(conv: nn.Conv2d, cin: int) -> nn.Conv2d:
+    """The same conv taking `cin` input channels; the extra ones have zero weights."""
+    new = nn.Conv2d(cin, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :conv.in_channels] = conv.weight
+        new.bias.copy_(conv.bias)
+    return new.to(conv.weight.device, conv.weight.dtype)
+
+
+def _pad_out(conv: nn.ConvTranspose2d, cout: int) -> nn.ConvTranspose2d:
+    """The same transposed conv with `cout` outputs; the extra ones are always zero."""
+    new = nn.ConvTranspose2d(conv.in_channels, cout, conv.kernel_size, conv.stride, conv.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.bias.zero_()
+        new.weight[:, :conv.out_channels] = conv.weight
+        new.bias[:conv.out_channels] = conv.bias
+    return new.to(conv.weight.device, conv.weight.dtype)
 
 
 class IFNet(nn.Module):
@@ -146,50 +189,72 @@ class IFNet(nn.Module):
         self.block3 = IFBlock(3 + 3 + 4 + 4 + 1 + 1 + 8 + 4, c=64)
         self.block4 = IFBlock(3 + 3 + 4 + 4 + 1 + 1 + 8 + 4, c=32)
         self.encode = Head()
+        self.padded = False
+
+    def pad_for_tensor_cores(self) -> IFNet:
+        """Zero-pad conv channels to multiples of 8 (15->16 / 28->32 inputs, 52->56 outputs).
+
+        Same results; NHWC half-precision kernels want channel counts divisible by 8.  Call
+        after loading weights (the state dict no longer matches the checkpoint afterwards).
+        """
+        if not self.padded:
+            for i, blk in enumerate((self.block0, self.block1, self.block2, self.block3, self.block4)):
+                blk.conv0[0][0] = _pad_in(blk.conv0[0][0], 16 if i == 0 else 32)
+                blk.lastconv[0] = _pad_out(blk.lastconv[0], 56)
+            self.padded = True
+        return self
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
-        """Frame plus its features (B, 7, H, W): what `forward` takes as `x0`/`x1`."""
-        return torch.cat((img, self.encode(img)), 1)
+        """What `forward` takes as `x0`/`x1`: float32 (B, 8, H, W) = RGB, 4 features, a zero plane.
+
+        Computed once per frame and shareable between pairs; float32 because the warps sample it.
+        """
+        f = self.encode(img)
+        return torch.cat((img.float(), f.float(), torch.zeros_like(f[:, :1], dtype=torch.float32)), 1)
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor, timestep: torch.Tensor | float,
                 scale: float = 1.0) -> torch.Tensor:
         """The frame at `timestep` between frames 0 and 1.
 
-        `x0`, `x1`: (B, 3, H, W) frames in 0..1, or (B, 7, H, W) from `features` (shareable
+        `x0`, `x1`: (B, 3, H, W) frames in 0..1, or (B, 8, H, W) from `features` (shareable
         between pairs).  H and W must be multiples of `pad_multiple(scale)`.  `timestep`: a float
-        or a tensor of B values in (0, 1).  Returns (B, 3, H, W).
+        or a tensor of B values in (0, 1).  Returns float32 (B, 3, H, W).
         """
+        dt = self.block0.conv0[0][0].weight.dtype
         if x0.shape[1] == 3:
-            x0 = self.features(x0)
+            x0 = self.features(x0.to(dt))
         if x1.shape[1] == 3:
-            x1 = self.features(x1)
-        b, _, h, w = x0.shape
+            x1 = self.features(x1.to(dt))
+        b = x0.shape[0]
         if not torch.is_tensor(timestep):
             timestep = torch.full((b,), float(timestep), device=x0.device)
-        t = timestep.to(device=x0.device, dtype=x0.dtype).reshape(-1, 1, 1, 1)
+        t = timestep.to(device=x0.device, dtype=dt).reshape(-1, 1, 1, 1)
         if t.shape[0] != b:
             raise ValueError(f"timestep has {t.shape[0]} values for a batch of {b}")
         scales = [s / scale for s in FLOW_SCALES]
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
+        nin = 16 if self.padded else 15
 
         flow = mask = feat = None
-        w0, w1 = x0, x1
-        for i, (block, s) in enumerate(zip(blocks, scales, strict=True)):
-            a0, a1 = _down(w0, s), _down(w1, s)
-            tt = t.expand(b, 1, a0.shape[2], a0.shape[3])
+        for block, s in zip(blocks, scales, strict=True):
             if flow is None:
-                inp = torch.cat((a0[:, :3], a1[:, :3], a0[:, 3:], a1[:, 3:], tt), 1)
-                flow, mask, feat = block(inp, s)
+                a0, a1 = _down(x0, s).to(dt), _down(x1, s).to(dt)
+            else:  # frames and features warped by the current flow, at this block's size
+                a0, a1 = warp_down(x0, flow[:, :2], s).to(dt), warp_down(x1, flow[:, 2:4], s).to(dt)
+            tt = t.expand(b, 1, a0.shape[2], a0.shape[3])
+            parts = [a0[:, :3], a1[:, :3], a0[:, 3:7], a1[:, 3:7], tt]
+            if flow is None:
+                parts.append(a0[:, 7:nin - 8])  # the zero plane when padded, else nothing
+                flow, mask, feat = block(torch.cat(parts, 1), s)
             else:
-                inp = torch.cat((a0[:, :3], a1[:, :3], a0[:, 3:], a1[:, 3:], tt, _down(mask, s),
-                                 _down(feat, s), _down(flow, s) * (1.0 / s)), 1)
-                fd, mask, feat = block(inp, s)
+                parts += [_down(mask, s), _down(feat, s), _down(flow, s) * (1.0 / s)]
+                if self.padded:
+                    parts += [a0[:, 7:8], a1[:, 7:8], a0[:, 7:8], a1[:, 7:8]]
+                fd, mask, feat = block(torch.cat(parts, 1), s)
                 flow = flow + fd
-            last = i == len(blocks) - 1
-            # frames (and, before the last block, their features) warped by the current flow
-            w0 = backward_warp(x0[:, :3] if last else x0, flow[:, :2])
-            w1 = backward_warp(x1[:, :3] if last else x1, flow[:, 2:4])
-        m = torch.sigmoid(mask)
+        w0 = backward_warp(x0[:, :3], flow[:, :2])
+        w1 = backward_warp(x1[:, :3], flow[:, 2:4])
+        m = torch.sigmoid(mask.float())
         return w0 * m + w1 * (1 - m)
 
 

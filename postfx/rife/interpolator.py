@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,12 +38,12 @@ class RifeInterpolator:
     On CUDA the net runs in float16 with channels_last tensors and several pairs per forward;
     on CPU in float32.  Frames are zero-padded (right/bottom) to the model's multiple and cropped
     back.  Each source frame's features are computed once, however many pairs and timesteps
-    use it.
+    use it.  On CUDA conv channels are zero-padded to multiples of 8 (`pad_channels`, same results).
     """
 
     def __init__(self, net: IFNet, device: str = "cpu", scale: float = 1.0, batch: int | None = None,
                  half: bool | None = None, channels_last: bool | None = None, multiple: int | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, pad_channels: bool | None = None) -> None:
         if scale not in VALID_SCALES:
             raise ValueError(f"scale={scale!r} is not one of {VALID_SCALES}")
         if batch is not None and batch < 1:
@@ -58,6 +59,9 @@ class RifeInterpolator:
         self.channels_last = cuda if channels_last is None else channels_last
         self.multiple = multiple or need
         self.dtype = torch.float16 if self.half else torch.float32
+        net = copy.deepcopy(net)  # moved, cast and maybe padded below: keep the caller's net as it is
+        if cuda if pad_channels is None else pad_channels:
+            net.pad_for_tensor_cores()
         net = net.to(self.device, self.dtype)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
