@@ -167,11 +167,22 @@ def bench_gpu_model(name: str, args, ncnn_dir: Path) -> dict:
             log.info("%s torch.compile(%s) batch %d: %.1f frames/s", name, args.compile_mode, b, fps)
         except Exception as e:  # noqa: BLE001
             res["variants"]["compile"] = f"failed: {type(e).__name__}: {e}"[:200]
+    # channels-first (NCHW) eager, for comparison with channels_last
+    try:
+        xn = x.contiguous()
+        net.to(memory_format=torch.contiguous_format)
+        with torch.inference_mode():
+            res["variants"]["eager_nchw"] = round(time_fn(lambda: net(xn), dev, b, args.seconds), 1)
+    finally:
+        net.to(memory_format=torch.channels_last)
+    if args.profile:
+        res["top_kernels"] = profile_kernels(net, x[:2], dev)
     nums = {k: v for k, v in res["variants"].items() if isinstance(v, float)}
     res["model_fps"] = max(nums.values())
     res["model_fps_variant"] = max(nums, key=nums.get)
     # end to end through our runner: uint8 host frames in, uint8 host frames out (×4)
-    up = Upscaler(loaded, tile=0, batch=b)
+    up = Upscaler(loaded, tile=0, batch=b)          # what the stage does: auto compile (Compact only)
+    res["e2e_compiled"] = loaded.info.arch == "compact"
     frames = frames_from_photo(args.size, b * 4)
     torch.cuda.reset_peak_memory_stats(dev)
     res["e2e_fps"] = round(time_fn(lambda: up.run(frames, 4), dev, len(frames), args.seconds, warmup=1), 1)
@@ -180,6 +191,21 @@ def bench_gpu_model(name: str, args, ncnn_dir: Path) -> dict:
     log.info("%s end to end: %.1f frames/s (×4), %.1f (×2), peak %d MB", name, res["e2e_fps"],
              res["e2e_x2_fps"], res["e2e_peak_vram_mb"])
     return res
+
+
+def profile_kernels(net, x: torch.Tensor, dev: torch.device, top: int = 8) -> list[dict]:
+    """The CUDA kernels taking most time in one eager forward (name, ms, share)."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.inference_mode():
+        net(x)
+        _sync(dev)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            net(x)
+            _sync(dev)
+    rows = [(e.key, e.device_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in rows) or 1.0
+    rows.sort(key=lambda r: -r[1])
+    return [{"kernel": k[:90], "ms": round(t / 1e3, 2), "share": round(t / total, 3)} for k, t in rows[:top]]
 
 
 def ncnn_peer(name: str, frames: np.ndarray, ncnn_dir: Path, threads: int) -> tuple[float, np.ndarray]:
@@ -247,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
     ap.add_argument("--compile-budget", type=float, default=150.0,
                     help="skip torch.compile once this many seconds have passed")
+    ap.add_argument("--profile", action="store_true", help="GPU: list the top CUDA kernels of one forward")
     ap.add_argument("--peer-ncnn", action="store_true", help="CPU: time the ncnn runtime on the same frames")
     ap.add_argument("--ncnn-dir", type=Path, default=ROOT / ".cache" / "realesrgan-ncnn")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")

@@ -105,9 +105,10 @@ class Upscale:
         from .runner import Upscaler, load_net, require_weights
         path = require_weights(self.model)
         key = ("realesrgan", self.model, str(ctx.device), str(path), path.stat().st_mtime_ns)
-        ctx.cache.evict(lambda k: isinstance(k, tuple) and k[:3] == key[:3] and k != key)
+        ctx.cache.evict(lambda k: isinstance(k, tuple) and k[:3] == key[:3] and k[:5] != key)
         loaded = ctx.cache.get(key, lambda: load_net(self.model, ctx.device, path))
-        return Upscaler(loaded, tile=self.tile)
+        # the runner is cached too: it keeps a backed-off tile and its compiled forward
+        return ctx.cache.get(key + ("runner", self.tile), lambda: Upscaler(loaded, tile=self.tile))
 
 
 def _lanczos(frames: np.ndarray, scale: int, ctx: RunContext) -> np.ndarray:
