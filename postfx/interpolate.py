@@ -35,10 +35,11 @@ SCALES = (0.25, 0.5, 1.0, 2.0)
 STATIC_MAD = 0.5
 """Pairs whose mean absolute difference (grey levels, 0..255) is below this are copied."""
 
-# Seconds per output megapixel of new frames (measured: CPU on 2 cores at 256², CUDA from
-# bench/results/rife_h100.json at 1080p, fp16, batched).
-SECONDS_PER_MP = {("rife", "cpu"): 2.6, ("rife", "cuda"): 0.0011, ("dis", "cpu"): 0.25}
-MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 450.0}
+# Seconds per megapixel of each new frame: CPU measured on 2 busy cores at 256×192–640×360;
+# CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s).
+SECONDS_PER_MP = {("rife", "cpu"): 2.6, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
+# Peak memory per megapixel per pair in a batch (H100 bench: 5.8 GB at 1080p, batch 8), CPU one pair.
+MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 360.0}
 
 
 def scene_score(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,7 +138,11 @@ class Interpolate:
         mp = spec.width * spec.height / 1e6
         dev = "cuda" if device.startswith("cuda") and r.model == "rife" else "cpu"
         secs = new * mp * SECONDS_PER_MP[(r.model, dev)]
-        mem = MEMORY_MB_PER_MP[dev] * mp * (8 if dev == "cuda" else 1) if r.model == "rife" else 60 * mp
+        if r.model == "rife":
+            from .rife import default_batch
+            mem = MEMORY_MB_PER_MP[dev] * mp * default_batch(dev, spec.height, spec.width) + 100
+        else:
+            mem = 60 * mp
         return {"seconds": round(secs, 3), "memory_mb": round(mem, 1)}
 
     # -- the work --------------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def _motion_pairs() -> list[tuple[str, float, np.ndarray, np.ndarray]]:
 def test_ifnet_matches_reference_on_photos(nets):
     """Same (zero-padded) input into both nets: outputs agree to float rounding (PSNR >= 40 dB).
 
-    Checked for our net as loaded and with its conv channels zero-padded to multiples of 8.
+    Checked for our net as loaded and (on the first pair) with its conv channels zero-padded to
+    multiples of 8, as it runs on CUDA.
     """
     ref, ours = nets
     padded = copy.deepcopy(ours).pad_for_tensor_cores()  # the CUDA layout: zero-padded channels
@@ -96,7 +97,7 @@ def test_ifnet_matches_reference_on_photos(nets):
         h, w = a.shape[:2]
         x0, x1 = (torch.nn.functional.pad(torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255.0,
                                           (0, (-w) % 128, 0, (-h) % 128)) for f in (a, b))
-        for net in (ours, padded):
+        for net in (ours, padded) if label == "pan" else (ours,):
             with torch.no_grad():
                 got = net(x0, x1, t)[0, :, :h, :w].permute(1, 2, 0).numpy() * 255.0
             p = _psnr(got, want)
@@ -130,7 +131,7 @@ def test_rife_beats_blend_on_known_pan(nets):
     runner = RifeInterpolator(ours, device="cpu")
     for name, (y, x, d) in {"coffee.jpg": (60, 120, 6), "motorcycle_left.jpg": (150, 200, 5)}.items():
         img = _photo(name)
-        f0, truth, f1 = (img[y:y + 192, x + k * d:x + k * d + 256] for k in range(3))
+        f0, truth, f1 = (img[y:y + 128, x + k * d:x + k * d + 192] for k in range(3))
         mid = runner.interpolate(f0, f1, [0.5])[0]
         blend = (f0.astype(np.float64) + f1) / 2
         p_rife, p_blend = _psnr(mid, truth), _psnr(blend, truth)

@@ -15,7 +15,14 @@ _EXPORTS = {
     "DisInterpolator": "postfx.rife.flow_fallback",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS) + ["default_batch"]
+
+
+def default_batch(device: str, height: int, width: int) -> int:
+    """Pairs per forward: about 16 megapixels of frames on CUDA (8 at 1080p), one on CPU."""
+    if not device.startswith("cuda"):
+        return 1
+    return int(max(1, min(16, round(16e6 / (height * width)))))
 
 
 def __getattr__(name: str) -> Any:

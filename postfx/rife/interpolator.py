@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import default_batch
 from .ifnet import VALID_SCALES, IFNet, pad_multiple
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,6 @@ def _check_frame(name: str, a: np.ndarray) -> None:
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"{name} must be a uint8 H×W×3 array, got shape={getattr(a, 'shape', None)} "
                          f"dtype={getattr(a, 'dtype', None)}")
-
-
-def default_batch(device: str, height: int, width: int) -> int:
-    """Pairs per forward: about 16 megapixels of frames on CUDA (8 at 1080p), one on CPU."""
-    if not device.startswith("cuda"):
-        return 1
-    return int(max(1, min(16, round(16e6 / (height * width)))))
 
 
 class RifeInterpolator:
