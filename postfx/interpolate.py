@@ -72,6 +72,7 @@ class Interpolate:
     scene_threshold: float = 0.35
     model: str = "auto"  # auto | rife | dis
     scale: float | None = None  # RIFE flow scale; None: 1.0 up to 1440p, 0.5 above
+    fallback: bool = False  # set by resolved() when 'auto' fell back to DIS for want of RIFE weights
 
     def __post_init__(self) -> None:
         if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
@@ -93,7 +94,9 @@ class Interpolate:
         from studio.weights import find
 
         from .rife.weights import WEIGHT_ID
-        return replace(self, model="rife" if find(WEIGHT_ID) is not None else "dis")
+        if find(WEIGHT_ID) is not None:
+            return replace(self, model="rife")
+        return replace(self, model="dis", fallback=True)
 
     def describe(self) -> str:
         """Human label for the ledger, e.g. 'RIFE 4.25 ×2'; the DIS fallback says so plainly."""
@@ -102,7 +105,7 @@ class Interpolate:
         if r.model == "rife":
             return f"RIFE 4.25 {how}"
         label = f"OpenCV DIS optical flow {how}"
-        return label + " (fallback: no RIFE weights)" if self.model == "auto" else label
+        return label + " (fallback: no RIFE weights)" if r.fallback else label
 
     # -- the ledger ------------------------------------------------------------------------------
     def positions(self, frames: int, fps: float) -> list[tuple[int, float]]:

@@ -44,7 +44,9 @@ def _ensure_builtin_stages() -> None:
 
 def stage_to_dict(stage: Stage) -> dict[str, Any]:
     """A JSON-ready record of a stage: its name and every parameter."""
-    return {"stage": stage.name, "params": dataclasses.asdict(stage)}  # type: ignore[call-overload]
+    d = getattr(stage, "describe", None)
+    return {"stage": stage.name, "label": d() if callable(d) else stage.name,
+            "params": dataclasses.asdict(stage)}  # type: ignore[call-overload]
 
 
 def stage_from_dict(d: dict[str, Any]) -> Stage:

@@ -84,3 +84,16 @@ def test_read_back_base_matches_output_closely(tmp_path, photo):
     res = generate(_req(photo, frames=4), str(tmp_path / "frames") + "/", RunContext())
     back = read_video(res.output)
     assert np.array_equal(back.frames, res.clip.frames)
+
+
+def test_fallbacks_are_labelled_in_ledger_and_manifest(tmp_path, photo, monkeypatch):
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "no-models"))
+    req = _req(photo, interpolate=2, upscale=2, upscaler="animevideov3")
+    led = make_ledger(req)
+    labels = [r["label"] for r in led.rows]
+    assert any("DIS" in lb and "fallback: no RIFE weights" in lb for lb in labels), labels
+    assert any("Lanczos" in lb and "fallback" in lb for lb in labels), labels
+    res = generate(req, tmp_path / "f.mp4", RunContext())
+    stage_labels = [s["label"] for s in res.manifest["stages"]]
+    assert "fallback: no RIFE weights" in stage_labels[0]
+    assert "fallback" in stage_labels[1]
