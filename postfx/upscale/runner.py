@@ -60,7 +60,8 @@ class LoadedNet:
 
 
 def load_net(model: str, device: str = "cpu", path: Path | None = None) -> LoadedNet:
-    """Load `model`'s weights (or `path`) onto `device`: fp16 + channels_last on CUDA, fp32 elsewhere.
+    """Load `model`'s weights (or `path`) onto `device`: fp16 on CUDA, fp32 elsewhere; channels_last
+    on both (on 2 CPU cores it ran animevideov3 at 512² in 3.6 s instead of 5.6 s, same fp32 math).
 
     Missing, corrupt or foreign weight files raise WeightsError saying what to do.
     """
@@ -73,9 +74,7 @@ def load_net(model: str, device: str = "cpu", path: Path | None = None) -> Loade
                              f"delete it and run `python -m studio models fetch realesrgan`") from None
     dev = torch.device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    net = net.to(dev, dtype)
-    if dev.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = net.to(dev, dtype).to(memory_format=torch.channels_last)
     log.info("loaded %s (%s) from %s on %s/%s", model, info.label(), path, dev, dtype)
     return LoadedNet(net, info, model, Path(path), dev, dtype)
 
@@ -156,8 +155,7 @@ class Upscaler:
         mh, mw = (-(h + 2 * pad)) % self.align, (-(w + 2 * pad)) % self.align
         if pad or mh or mw:
             x = F.pad(x, (pad, pad + mw, pad, pad + mh), mode="reflect")
-        if self.loaded.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         y, tile = forward_with_backoff(self.forward, x, self.scale, tile, self.overlap,
                                        self.min_tile, self.align)
         s = self.scale
