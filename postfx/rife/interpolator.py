@@ -30,7 +30,7 @@ class RifeInterpolator:
     """Makes in-between frames with RIFE 4.25 at any timestep in (0, 1).
 
     On CUDA the net runs in float16 with channels_last tensors and several pairs per forward;
-    on CPU in float32.  Frames are zero-padded (right/bottom) to the model's multiple and cropped
+    on CPU in float32, channels_last.  Frames are zero-padded (right/bottom) to the model's multiple and cropped
     back.  Each source frame's features are computed once, however many pairs and timesteps
     use it.  On CUDA conv channels are zero-padded to multiples of 8 (`pad_channels`, same results).
     """
@@ -50,7 +50,8 @@ class RifeInterpolator:
         self.scale = scale
         self.batch = batch
         self.half = cuda if half is None else half
-        self.channels_last = cuda if channels_last is None else channels_last
+        # channels_last on CPU too: 512² pair 9.7 s -> 6.1 s on 2 cores, same fp32 results
+        self.channels_last = True if channels_last is None else channels_last
         self.multiple = multiple or need
         self.dtype = torch.float16 if self.half else torch.float32
         net = copy.deepcopy(net)  # moved, cast and maybe padded below: keep the caller's net as it is
