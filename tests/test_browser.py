@@ -1,7 +1,9 @@
 """Real browser: Debian's headless Chromium (Selenium) against `streamlit run app.py`.
 
 Uploads a photo on the Generate page, generates with the camera engine, and checks that the
-<video> element plays (readyState >= 2 and currentTime advances).  Screenshots go to test-artifacts/.
+<video> element plays (readyState >= 2 and currentTime advances).  On the Sequence page, adds two
+gallery clips, crossfades them, exports as a job and checks the result plays and has the planned
+frame count.  Screenshots go to test-artifacts/ (and docs/screenshots/ with STUDIO_DOCS_SCREENSHOTS=1).
 Skipped only when Chromium or chromedriver is not installed (scripts/ensure_browser.sh installs them).
 """
 
@@ -130,16 +132,12 @@ def test_upload_generate_and_video_plays(server, driver):
     driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     _shot(driver, "generate")
+    before = set(out.glob("*.mp4"))
     button.click()
     video = _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the <video> element")
-    driver.execute_script("arguments[0].scrollIntoView(); arguments[0].muted = true; "
-                          "arguments[0].play();", video)
-    _wait(lambda: driver.execute_script("return arguments[0].readyState", video) >= 2, 20, "readyState >= 2")
-    t0 = driver.execute_script("return arguments[0].currentTime", video)
-    _wait(lambda: driver.execute_script("return arguments[0].currentTime", video) != t0, 10,
-          "currentTime to advance")
+    _plays(driver, video)
     assert driver.execute_script("return arguments[0].videoWidth", video) == 512
-    assert len(list(out.glob("*.mp4"))) == 1
+    assert len(set(out.glob("*.mp4")) - before) == 1
     time.sleep(0.5)
     _shot(driver, "generate-result")
 
@@ -154,3 +152,124 @@ def test_pages_render_in_browser(server, driver, page):
     time.sleep(1.0)
     assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
     _shot(driver, page.lower() or "home")
+
+
+def _plays(driver, video) -> None:
+    """Start a <video> muted and wait until it has data and its currentTime advances."""
+    driver.execute_script("arguments[0].scrollIntoView(); arguments[0].muted = true; "
+                          "arguments[0].play();", video)
+    _wait(lambda: driver.execute_script("return arguments[0].readyState", video) >= 2, 20, "readyState >= 2")
+    t0 = driver.execute_script("return arguments[0].currentTime", video)
+    _wait(lambda: driver.execute_script("return arguments[0].currentTime", video) != t0, 10,
+          "currentTime to advance")
+
+
+def _button(driver, label: str):
+    """The enabled <button> whose text is `label` (None while there is none)."""
+    from selenium.webdriver.common.by import By
+    for b in driver.find_elements(By.TAG_NAME, "button"):
+        if b.text.strip() == label and b.is_enabled() and b.is_displayed():
+            return b
+    return None
+
+
+def _widget(driver, testid: str, label: str):
+    """The Streamlit widget (by data-testid) whose label text is `label`."""
+    from selenium.webdriver.common.by import By
+    for w in driver.find_elements(By.CSS_SELECTOR, f"[data-testid={testid}]"):
+        lab = w.find_elements(By.CSS_SELECTOR, "[data-testid=stWidgetLabel]")
+        if lab and lab[0].text.strip() == label:
+            return w
+    return None
+
+
+def _choose(driver, label: str, option: str) -> None:
+    """Open the selectbox labelled `label` and click the option whose text is `option`."""
+    from selenium.webdriver.common.by import By
+    box = _wait(lambda: _widget(driver, "stSelectbox", label), 20, f"the {label!r} selectbox")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+    box.find_element(By.CSS_SELECTOR, "input").click()
+    opt = _wait(lambda: next((o for o in driver.find_elements(By.CSS_SELECTOR, "[role=option]")
+                              if o.text.strip() == option), None), 10, f"option {option!r}")
+    opt.click()
+
+    def chosen():
+        inp = _widget(driver, "stSelectbox", label).find_element(By.CSS_SELECTOR, "input")
+        return inp.get_property("value") == option and inp.get_attribute("aria-expanded") == "false"
+    _wait(chosen, 10, f"{label!r} = {option!r}")
+
+
+def _number(driver, label: str, value: float | int) -> None:
+    """Type `value` into the number input labelled `label` and commit it with Enter."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    field = _wait(lambda: next((f for f in _widget(driver, "stNumberInput", label).find_elements(
+        By.CSS_SELECTOR, "input") if f.is_enabled()), None), 20, f"an enabled {label!r} input")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value), Keys.ENTER)
+    _wait(lambda: float(_widget(driver, "stNumberInput", label).find_element(
+        By.CSS_SELECTOR, "input").get_attribute("value")) == float(value), 10, f"{label!r} = {value}")
+
+
+def _metric(driver, label: str) -> str:
+    from selenium.webdriver.common.by import By
+    for m in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMetric]"):
+        if m.find_element(By.CSS_SELECTOR, "[data-testid=stMetricLabel]").text.strip() == label:
+            return m.find_element(By.CSS_SELECTOR, "[data-testid=stMetricValue]").text.strip()
+    raise LookupError(f"no metric {label!r}")
+
+
+def _heading(driver, text: str) -> bool:
+    from selenium.webdriver.common.by import By
+    return any(h.text.strip() == text for h in driver.find_elements(By.CSS_SELECTOR, "h1, h2, h3"))
+
+
+def test_sequence_gallery_crossfade_export_plays(server, driver):
+    from selenium.webdriver.common.by import By
+
+    from postfx.assemble import probe_video
+    from studio.pipeline import generate
+    from studio.request import GenerationRequest
+    url, out = server
+    # two 1 s clips (8 frames at 8 fps) in the server's outputs folder, with manifests
+    for name, prompt in (("seq-a-pan-right.mp4", "pan right"), ("seq-b-zoom-in.mp4", "zoom in")):
+        generate(GenerationRequest(image=str(ROOT / "tests" / "data" / "astronaut.jpg"), prompt=prompt,
+                                   frames=8, fps=8, width=96, height=64), out=out / name)
+    driver.get(url + "/Sequence")
+    _wait(lambda: any("Sequence" in h.text for h in driver.find_elements(By.TAG_NAME, "h1")), 30, "the title")
+    for i, name in enumerate(("seq-a-pan-right.mp4", "seq-b-zoom-in.mp4"), 1):
+        _choose(driver, "Clip", name)
+        _wait(lambda: _button(driver, "Add clip"), 10, "Add clip").click()
+        heading, entry = f"Timeline ({i})", f"{i}. 🎞️ {name}"
+        _wait(lambda h=heading: _heading(driver, h), 20, heading)
+        _wait(lambda e=entry: any(p.text.strip() == e for p in driver.find_elements(
+            By.CSS_SELECTOR, "[data-testid=stMarkdownContainer] p")), 10, entry)
+    # a small output, so the export is quick: 96×64 at 8 fps, crossfade 0.5 s between the clips
+    driver.find_element(By.XPATH, "//label[.//p[normalize-space()='Custom size']]").click()
+    _number(driver, "Width", 96)
+    _number(driver, "Height", 64)
+    _number(driver, "FPS", 8)
+    _choose(driver, "Transition to next", "crossfade")
+    _number(driver, "Transition (s)", 0.5)
+    # the plan: 1 s + 1 s - 0.5 s = 1.5 s = 12 frames at 8 fps
+    _wait(lambda: _metric(driver, "Duration") == "1.50 s", 20, "Duration 1.50 s")
+    frames = int(_metric(driver, "Frames"))
+    assert frames == 8 + 8 - 4
+    assert _metric(driver, "Size") == "96×64"
+    before = set(out.glob("*sequence*.mp4"))
+    _wait(lambda: _button(driver, "Export"), 10, "Export").click()
+    video = _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the exported <video>")
+    _plays(driver, video)
+    assert driver.execute_script("return arguments[0].videoWidth", video) == 96
+    assert any("Wrote " in e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stAlert]"))
+    new = sorted(set(out.glob("*sequence*.mp4")) - before)
+    assert len(new) == 1
+    info = probe_video(new[0])
+    assert (info["width"], info["height"], info["frames"]) == (96, 64, frames)
+    assert abs(info["duration"] - 1.5) < 0.01
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
+    driver.execute_script("arguments[0].scrollIntoView()", driver.find_element(By.TAG_NAME, "h1"))
+    time.sleep(0.5)
+    _shot(driver, "sequence")
