@@ -9,6 +9,12 @@ from .base import Engine, WeightsStatus
 # id -> "module:Class"; modules are imported only when the engine is asked for.
 _REGISTRY: dict[str, str] = {
     "camera": "studio.engines.camera:CameraEngine",
+    "i2vgen-xl": "studio.engines.i2vgen:I2VGenXLEngine",
+    "svd": "studio.engines.svd:SVDEngine",
+    "svd-xt": "studio.engines.svd:SVDXTEngine",
+    "ltx-video": "studio.engines.ltx:LTXVideoEngine",
+    "wan-i2v": "studio.engines.wan:WanI2VEngine",
+    "wan2.2-ti2v": "studio.engines.wan:Wan22TI2VEngine",
 }
 
 _INSTANCES: dict[str, Engine] = {}

@@ -1,0 +1,208 @@
+"""Shared adapter base for the diffusers engines (I2VGen-XL, SVD, LTX-Video, Wan).
+
+An engine subclass names its HF repo, its diffusers pipeline class, its parameter overrides and
+how to turn a request into pipeline keyword arguments (`pipe_kwargs`).  This base does the rest:
+weights lookup (`studio.modelmgr`), one loaded pipeline, LoRAs (`studio.loras`), progress and
+cancel per denoising step, the seed, and frames -> `Clip`.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .. import modelmgr
+from ..clip import Clip
+from ..context import RunContext
+from ..params import Param
+from .base import Engine, WeightsStatus
+
+if TYPE_CHECKING:
+    from ..request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+COMMON_EXTRA: dict[str, Param] = {
+    "memory_mode": Param("memory_mode", str, "full", "GPU memory mode: full, model CPU offload or "
+                         "sequential offload (slowest, least memory).", choices=modelmgr.MEMORY_MODES,
+                         advanced=True),
+    "vae_slicing": Param("vae_slicing", bool, False, "Decode the VAE one video at a time.", advanced=True),
+    "vae_tiling": Param("vae_tiling", bool, False, "Decode the VAE in tiles (large sizes).", advanced=True),
+    "compile": Param("compile", bool, False, "torch.compile the denoiser (CUDA; same output, "
+                     "first run compiles, later runs use the cache in models/.cache).", advanced=True),
+}
+
+
+def to_uint8_frames(frames: Any) -> np.ndarray:
+    """Pipeline output (float T×H×W×3 in [0,1], or a list of PIL images) -> uint8 T×H×W×3."""
+    if isinstance(frames, list):
+        return np.stack([np.asarray(f.convert("RGB")) for f in frames]).astype(np.uint8)
+    arr = np.asarray(frames, dtype=np.float32)
+    if arr.ndim == 5:
+        arr = arr[0]
+    return (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def fit_image(image: np.ndarray, width: int, height: int) -> Any:
+    """Centre-crop to the target aspect ratio and resize (a PIL image for the pipelines)."""
+    from PIL import Image
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 H×W×3, got shape={image.shape} dtype={image.dtype}")
+    h, w = image.shape[:2]
+    target = width / height
+    if w / h > target:
+        nw = max(1, round(h * target))
+        x0 = (w - nw) // 2
+        image = image[:, x0:x0 + nw]
+    else:
+        nh = max(1, round(w / target))
+        y0 = (h - nh) // 2
+        image = image[y0:y0 + nh]
+    return Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.Resampling.LANCZOS)
+
+
+class StepReporter:
+    """Progress and cancel per denoising step: `callback_on_step_end`, or a scheduler hook.
+
+    `ctx.step` raises `Cancelled` when the cancel flag is set; with a callback the pipeline's
+    `_interrupt` is also set so the loop stops at the step boundary.
+    """
+
+    def __init__(self, ctx: RunContext, total: int) -> None:
+        self.ctx, self.total, self.i = ctx, total, 0
+
+    def callback(self, pipe: Any, i: int, t: Any, kw: dict) -> dict:
+        """A `callback_on_step_end` that reports step i+1 of total."""
+        self.i = i + 1
+        if self.ctx.cancel.is_set():
+            pipe._interrupt = True
+        self.ctx.step("denoise", self.i, self.total)
+        return {}
+
+    @contextmanager
+    def scheduler_hook(self, pipe: Any):
+        """Wrap `pipe.scheduler.step` for pipelines without callbacks (I2VGen-XL)."""
+        sched = pipe.scheduler
+        orig = sched.step
+
+        def step(*a: Any, **k: Any) -> Any:
+            out = orig(*a, **k)
+            self.i += 1
+            self.ctx.step("denoise", min(self.i, self.total), self.total)
+            return out
+        sched.step = step
+        try:
+            yield
+        finally:
+            del sched.step  # the instance attribute; the class method shows again
+
+
+class DiffusionEngine(Engine):
+    """Base for engines over a diffusers pipeline."""
+
+    repo: ClassVar[str]               # HF repo id of the weights
+    engine_dir: ClassVar[str]         # folder under models/
+    pipeline_class: ClassVar[str]     # diffusers class name
+    denoiser: ClassVar[str] = "unet"  # the attribute LoRAs go into and compile targets
+    lora_mode: ClassVar[str] = "peft"  # "peft" (own injection) or "pipeline" (diffusers loader)
+    dtype_pref: ClassVar[str] = "fp16"
+    uses_callbacks: ClassVar[bool] = True
+    supports_loras = True
+
+    # ---- weights ------------------------------------------------------------------------------
+    def status(self) -> WeightsStatus:
+        """Present weights (models/<engine_dir> or the HF cache) or the download command."""
+        return modelmgr.locate(self.repo, self.engine_dir)
+
+    def extra_spec(self) -> dict[str, Param]:
+        """Common memory/compile settings plus the engine's own."""
+        return {**COMMON_EXTRA, **self.extra_params}
+
+    def load(self, device: str, extra: dict[str, Any]) -> modelmgr.Loaded:
+        """The loaded pipeline for these settings (evicting any other)."""
+        path = modelmgr.require(self.repo, self.engine_dir)
+        key = (self.id, str(path), device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
+               bool(extra.get("vae_tiling")), bool(extra.get("compile")))
+
+        def _load() -> tuple[Any, Any, dict[str, Any]]:
+            import diffusers
+            dtype = modelmgr.pick_dtype(device, self.dtype_pref)
+            pipe = modelmgr.load_pipeline(getattr(diffusers, self.pipeline_class), path, device, dtype,
+                                          **self.load_kwargs())
+            info = self.prepare(pipe, device, extra)
+            return pipe, path, info
+        return modelmgr.MANAGER.get(key, _load)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Extra `from_pretrained` arguments."""
+        return {}
+
+    def prepare(self, pipe: Any, device: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Place a freshly loaded pipeline and apply output-preserving speed-ups."""
+        pipe.set_progress_bar_config(disable=True)
+        modelmgr.place(pipe, device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
+                       bool(extra.get("vae_tiling")))
+        cuda = str(device).startswith("cuda")
+        return modelmgr.optimize(pipe, denoiser=self.denoiser, channels_last=cuda,
+                                 compile=cuda and bool(extra.get("compile")))
+
+    def describe_weights(self, req: GenerationRequest) -> dict[str, Any]:
+        """Model and LoRA hashes for the manifest."""
+        from .. import loras
+        st = self.status()
+        out: dict[str, Any] = {"engine": self.id, "repo": self.repo, "present": st.present}
+        if st.present and st.path:
+            from pathlib import Path
+            out["path"] = st.path
+            out["files"] = modelmgr.MANAGER.hashes(Path(st.path))
+        out["loras"] = {lr.name: {"strength": lr.strength, "sha256": loras.lora_hash(lr.name)}
+                        for lr in req.loras}
+        return out
+
+    # ---- running ------------------------------------------------------------------------------
+    def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
+        """Keyword arguments for `pipe(...)` (subclasses)."""
+        raise NotImplementedError
+
+    def notes(self, req: GenerationRequest) -> list[str]:
+        """Things the user should be told about this request (logged and put in clip.meta)."""
+        return []
+
+    def generate(self, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
+        """Load (or reuse) the pipeline and run it; see `run`."""
+        loaded = self.load(ctx.device, dict(req.extra))
+        with modelmgr.MANAGER.lock:
+            clip = self.run(loaded.pipe, image, req, ctx)
+        clip.meta["speedups"] = loaded.info
+        return clip
+
+    def run(self, pipe: Any, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
+        """Run an already-loaded pipeline: LoRAs, seed, per-step progress/cancel, frames -> Clip."""
+        import torch
+
+        from .. import loras
+        applied = loras.apply_loras(pipe, self, req.loras)
+        pil = fit_image(image, req.width, req.height)
+        generator = torch.Generator("cpu").manual_seed(int(req.seed))
+        kwargs = self.pipe_kwargs(pipe, pil, req, generator)
+        kwargs.setdefault("output_type", "np")
+        rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)))
+        for note in self.notes(req):
+            ctx.log.warning("%s: %s", self.id, note)
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
+            torch.manual_seed(int(req.seed))
+            if self.uses_callbacks:
+                out = pipe(**kwargs, callback_on_step_end=rep.callback)
+            else:
+                with rep.scheduler_hook(pipe):
+                    out = pipe(**kwargs)
+        ctx.check_cancel()
+        frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)
+        meta = {"engine": self.id, "seed": int(req.seed), "steps": rep.total, "loras": applied,
+                "notes": self.notes(req)}
+        return Clip(frames=frames, fps=float(req.fps), meta=meta)

@@ -1,0 +1,41 @@
+"""`ltx-video`: Lightricks LTX-Video image-to-video (frames 8k+1, sizes a multiple of 32)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..params import SPEC, Param
+from .diffusion import DiffusionEngine
+
+if TYPE_CHECKING:
+    from ..request import GenerationRequest
+
+
+class LTXVideoEngine(DiffusionEngine):
+    """LTX-Video 0.9 (2B) image-to-video; LoRAs through the pipeline's loader."""
+
+    id = "ltx-video"
+    family = "ltx-video"
+    label = "LTX-Video"
+    description = "Fast DiT video model; frames must be 8k+1, sizes multiples of 32."
+    repo = "Lightricks/LTX-Video"
+    engine_dir = "ltx-video"
+    pipeline_class = "LTXImageToVideoPipeline"
+    denoiser = "transformer"
+    lora_mode = "pipeline"
+    dtype_pref = "bf16"
+    spec_overrides: ClassVar[dict[str, Param]] = {
+        "steps": SPEC["steps"].override(default=40),
+        "guidance": SPEC["guidance"].override(default=3.0),
+        "frames": SPEC["frames"].override(default=49, min=9, max=257, step=8, frame_rule=(8, 1)),
+        "fps": SPEC["fps"].override(default=24.0, max=60),
+        "width": SPEC["width"].override(default=704, min=32, max=1280, step=32, multiple_of=32),
+        "height": SPEC["height"].override(default=480, min=32, max=1280, step=32, multiple_of=32),
+    }
+
+    def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
+        """LTX arguments (frame_rate conditions the RoPE timing)."""
+        return dict(image=image, prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                    height=req.height, width=req.width, num_frames=req.frames,
+                    frame_rate=int(round(req.fps)), num_inference_steps=req.steps,
+                    guidance_scale=req.guidance, generator=generator, max_sequence_length=128)

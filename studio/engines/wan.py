@@ -1,0 +1,79 @@
+"""`wan-i2v` (Wan 2.1 I2V 14B 480P) and `wan2.2-ti2v` (Wan 2.2 TI2V 5B): frames 4k+1."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..params import SPEC, Param
+from .diffusion import DiffusionEngine
+
+if TYPE_CHECKING:
+    from ..request import GenerationRequest
+
+
+def _ensure_ftfy() -> None:
+    """diffusers' Wan prompt cleaning calls `ftfy.fix_text`; without ftfy, pass text through as is."""
+    import importlib.util
+    import logging
+    from types import SimpleNamespace
+
+    from diffusers.pipelines.wan import pipeline_wan_i2v as mod
+    if hasattr(mod, "ftfy"):
+        return
+    if importlib.util.find_spec("ftfy") is not None:
+        import ftfy
+        mod.ftfy = ftfy
+        return
+    logging.getLogger(__name__).warning("ftfy is not installed: Wan prompts are used without text fixing")
+    mod.ftfy = SimpleNamespace(fix_text=lambda text: text)
+
+
+class WanI2VEngine(DiffusionEngine):
+    """Wan 2.1 image-to-video 14B (480P); LoRAs through the pipeline's loader."""
+
+    id = "wan-i2v"
+    family = "wan2.1-i2v-14b"
+    label = "Wan 2.1 I2V 14B 480P"
+    description = "High-quality image-to-video; 40 GB+ GPU or offload. Frames 4k+1."
+    repo = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+    engine_dir = "wan-i2v"
+    pipeline_class = "WanImageToVideoPipeline"
+    denoiser = "transformer"
+    lora_mode = "pipeline"
+    dtype_pref = "bf16"
+    spec_overrides: ClassVar[dict[str, Param]] = {
+        "steps": SPEC["steps"].override(default=40),
+        "guidance": SPEC["guidance"].override(default=5.0),
+        "frames": SPEC["frames"].override(default=33, min=5, max=161, step=4, frame_rule=(4, 1)),
+        "fps": SPEC["fps"].override(default=16.0, max=60),
+        "width": SPEC["width"].override(default=832, min=16, max=1280, step=16, multiple_of=16),
+        "height": SPEC["height"].override(default=480, min=16, max=1280, step=16, multiple_of=16),
+    }
+
+    def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
+        """Wan arguments."""
+        _ensure_ftfy()
+        return dict(image=image, prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                    height=req.height, width=req.width, num_frames=req.frames,
+                    num_inference_steps=req.steps, guidance_scale=req.guidance, generator=generator)
+
+
+class Wan22TI2VEngine(WanI2VEngine):
+    """Wan 2.2 TI2V 5B: first-frame conditioning via expanded timesteps, no image encoder."""
+
+    id = "wan2.2-ti2v"
+    family = "wan2.2-ti2v-5b"
+    label = "Wan 2.2 TI2V 5B"
+    description = "Text+image to video at 720P/24 fps on a 24 GB GPU. Frames 4k+1, sizes multiple of 32."
+    repo = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    engine_dir = "wan2.2-ti2v"
+    spec_overrides: ClassVar[dict[str, Param]] = {
+        **WanI2VEngine.spec_overrides,
+        "fps": SPEC["fps"].override(default=24.0, max=60),
+        "width": SPEC["width"].override(default=704, min=32, max=1280, step=32, multiple_of=32),
+        "height": SPEC["height"].override(default=480, min=32, max=1280, step=32, multiple_of=32),
+    }
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The 5B folder is a WanPipeline layout: no image encoder, expanded timesteps."""
+        return {"image_encoder": None, "image_processor": None, "expand_timesteps": True}

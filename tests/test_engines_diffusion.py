@@ -1,0 +1,200 @@
+"""Diffusion engines on tiny random pipelines (CPU, 32–64 px, 2 steps, no downloads)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+import tiny_models as tm  # noqa: E402
+
+from studio.context import Cancelled, RunContext  # noqa: E402
+from studio.engines import get_engine  # noqa: E402
+from studio.request import GenerationRequest, LoraRef  # noqa: E402
+
+# engine id -> (frames, width, height, LoRA key prefix)
+CASES = {
+    "i2vgen-xl": (4, 32, 32, "unet"),
+    "svd": (3, 64, 64, "unet"),
+    "ltx-video": (9, 32, 32, "transformer"),
+    "wan-i2v": (5, 32, 32, "transformer"),
+    "wan2.2-ti2v": (5, 32, 32, "transformer"),
+}
+_PIPES: dict[str, object] = {}
+IMAGE = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+
+def pipe_for(eid: str):
+    if eid not in _PIPES:
+        _PIPES[eid] = tm.BUILDERS[eid]()
+    return _PIPES[eid]
+
+
+def request(eid: str, seed: int = 0, loras=(), prompt: str = "a cat zooming in") -> GenerationRequest:
+    frames, w, h, _ = CASES[eid]
+    eng = get_engine(eid)
+    req = GenerationRequest(image="in.png", prompt=prompt, engine=eid, frames=frames, width=w, height=h,
+                            steps=2, guidance=3.0, seed=seed, loras=list(loras))
+    req.extra = {k: p.default for k, p in eng.extra_spec().items()}
+    return req
+
+
+def run(eid: str, **kw):
+    return get_engine(eid).run(pipe_for(eid), IMAGE, request(eid, **kw), RunContext())
+
+
+@pytest.fixture()
+def lora_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_LORAS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _lora(eid: str, d: Path, name: str, family: str | None, **kw) -> Path:
+    p = d / f"{name}.safetensors"
+    model = getattr(pipe_for(eid), get_engine(eid).denoiser)
+    n = tm.write_lora(p, model, prefix=CASES[eid][3], **kw)
+    assert n > 0
+    if family:
+        (d / f"{name}.json").write_text(json.dumps({"family": family, "trigger_words": ["tw"]}))
+    return p
+
+
+@pytest.mark.parametrize("eid", list(CASES))
+def test_engine_frames_seed_lora_and_refusal(eid, lora_dir):
+    frames, w, h, _ = CASES[eid]
+    steps: list[tuple] = []
+    eng = get_engine(eid)
+    clip = eng.run(pipe_for(eid), IMAGE, request(eid), RunContext(progress=lambda *a: steps.append(a)))
+    # frame count and size
+    assert clip.frames.shape == (frames, h, w, 3) and clip.frames.dtype == np.uint8
+    assert steps == [("denoise", 1, 2), ("denoise", 2, 2)]
+    # same seed, same frames; another seed, other frames
+    again = run(eid).frames
+    assert np.array_equal(clip.frames, again)
+    assert not np.array_equal(clip.frames, run(eid, seed=1).frames)
+    # a LoRA at strength 0 is exactly the base, at 1 it changes the output; off again = base
+    _lora(eid, lora_dir, "style", eng.family, scale=2.0)
+    zero = run(eid, loras=[LoraRef("style", 0.0)]).frames
+    assert np.array_equal(zero, clip.frames)
+    one = run(eid, loras=[LoraRef("style", 1.0)]).frames
+    assert np.abs(one.astype(int) - clip.frames.astype(int)).max() > 0
+    assert np.array_equal(run(eid).frames, clip.frames)
+    # an incompatible LoRA is refused with a message
+    from studio.loras import LoraError
+    (lora_dir / "other.safetensors").write_bytes((lora_dir / "style.safetensors").read_bytes())
+    (lora_dir / "other.json").write_text(json.dumps({"family": "not-" + eng.family}))
+    with pytest.raises(LoraError, match="family"):
+        run(eid, loras=[LoraRef("other", 1.0)])
+
+
+def test_lora_stacking_kohya_and_no_reload(lora_dir):
+    eid = "i2vgen-xl"
+    eng = get_engine(eid)
+    pipe = pipe_for(eid)
+    base = run(eid).frames
+    _lora(eid, lora_dir, "a", "i2vgen-xl", style="kohya", scale=2.0, seed=1)
+    _lora(eid, lora_dir, "b", "i2vgen-xl", style="old", scale=2.0, seed=2)
+    from studio.loras import target_modules
+    before = {n: m.weight for n, m in target_modules(pipe.unet).items()}
+    a = run(eid, loras=[LoraRef("a", 1.0)]).frames
+    ab = run(eid, loras=[LoraRef("a", 1.0), LoraRef("b", 0.7)]).frames
+    assert not np.array_equal(a, base) and not np.array_equal(ab, a)
+    # switching keeps the same base weights object (never reloaded) and strength 0 is exact
+    after = target_modules(pipe.unet)
+    wrapped = [n for n, m in pipe.unet.named_modules() if hasattr(m, "adapters") and "a" in m.adapters]
+    assert len(wrapped) >= 4
+    assert all(after[n].weight is before[n] for n in before)
+    assert np.array_equal(run(eid, loras=[LoraRef("a", 0.0), LoraRef("b", 0.0)]).frames, base)
+    assert eng.supports_loras
+
+
+def test_lora_with_no_matching_keys_is_refused(lora_dir):
+    import torch
+    from safetensors.torch import save_file
+
+    from studio.loras import LoraError, validate_lora
+    p = lora_dir / "junk.safetensors"
+    save_file({"lora_unet_nowhere_x.lora_down.weight": torch.zeros(2, 4),
+               "lora_unet_nowhere_x.lora_up.weight": torch.zeros(4, 2)}, str(p))
+    eng = get_engine("i2vgen-xl")
+    rep = validate_lora(p, eng, pipe_for("i2vgen-xl").unet)
+    assert not rep.ok and rep.matched == 0 and rep.unmatched == 2 and "refused" in rep.message
+    with pytest.raises(LoraError, match="none of its keys fit"):
+        run("i2vgen-xl", loras=[LoraRef("junk", 1.0)])
+
+
+def test_cancel_stops_at_a_denoising_step():
+    ev = threading.Event()
+    seen = []
+
+    def progress(stage, i, n):
+        seen.append(i)
+        ev.set()  # ask to stop after the first step
+    ctx = RunContext(progress=progress, cancel=ev)
+    eid = "ltx-video"
+    with pytest.raises(Cancelled):
+        get_engine(eid).run(pipe_for(eid), IMAGE, request(eid), ctx)
+    assert seen == [1]
+
+
+def test_svd_prompt_sets_motion_bucket_and_tells_the_user():
+    from studio.engines.svd import motion_bucket_from_prompt
+    assert motion_bucket_from_prompt("waves crash, fast camera") == (200, "fast")
+    assert motion_bucket_from_prompt("a slight breeze")[0] == 50
+    assert motion_bucket_from_prompt("a cat")[0] == 127
+    eng = get_engine("svd")
+    req = request("svd", prompt="clouds drifting slowly")
+    assert eng.bucket(req) == 50
+    req.extra["motion_bucket"] = 180
+    assert eng.bucket(req) == 180
+    clip = run("svd", prompt="a fast dog")
+    assert any("SVD ignores text" in n for n in clip.meta["notes"])
+
+
+def test_spec_rules_and_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    ltx, wan = get_engine("ltx-video"), get_engine("wan-i2v")
+    with pytest.raises(ValueError, match="8k"):
+        ltx.spec()["frames"].check(24)
+    assert ltx.spec()["frames"].check(25) == 25
+    with pytest.raises(ValueError, match="4k"):
+        wan.spec()["frames"].check(32)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ltx.spec()["width"].check(100)
+    st = get_engine("i2vgen-xl").status()
+    assert not st.present
+    assert "huggingface-cli download ali-vilab/i2vgen-xl --local-dir models/i2vgen-xl" in st.detail
+    (tmp_path / "i2vgen-xl").mkdir()
+    (tmp_path / "i2vgen-xl" / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "X"]}))
+    from studio.weights import WeightsError
+    with pytest.raises(WeightsError, match=r"incomplete \(missing unet/\).*huggingface-cli download"):
+        get_engine("i2vgen-xl").load("cpu", {})
+
+
+def test_generate_end_to_end_through_interpolation(tmp_path, monkeypatch):
+    pipeline = pytest.importorskip("studio.pipeline")
+    models = tmp_path / "models"
+    tm.tiny_i2vgen().save_pretrained(str(models / "i2vgen-xl"), safe_serialization=True)
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(models))
+    monkeypatch.setenv("STUDIO_OUTPUTS_DIR", str(tmp_path / "out"))
+    from PIL import Image
+    Image.fromarray(IMAGE).save(tmp_path / "in.png")
+    req = GenerationRequest(image=str(tmp_path / "in.png"), prompt="a cat", engine="i2vgen-xl", frames=4,
+                            width=32, height=32, steps=2, guidance=3.0, fps=8, interpolate=2, upscale=1)
+    res = pipeline.generate(req, out=tmp_path / "out" / "v.mp4", ctx=RunContext(device="cpu"))
+    assert res.output.is_file() and res.manifest_path.is_file()
+    assert res.base_clip.frames.shape == (4, 32, 32, 3)
+    assert res.clip.frames.shape[0] > 4  # interpolated
+    w = res.manifest["weights"]
+    assert w["repo"] == "ali-vilab/i2vgen-xl" and any(k.endswith(".safetensors") for k in w["files"])
+    # same request and seed again: identical base frames (the pipeline stays loaded)
+    res2 = pipeline.generate(req, out=tmp_path / "out" / "v2.mp4", ctx=RunContext(device="cpu"))
+    assert np.array_equal(res.base_clip.frames, res2.base_clip.frames)
+    from studio.modelmgr import MANAGER
+    MANAGER.evict()
+    assert MANAGER.loaded is None
