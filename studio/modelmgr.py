@@ -235,6 +235,17 @@ def compile_cache_dir() -> Path:
     return models_dir() / ".cache" / "inductor"
 
 
+def _channels_last_convs(module: Any) -> int:
+    """Put every 2-D conv of `module` in channels_last; returns how many."""
+    import torch
+    n = 0
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+            n += 1
+    return n
+
+
 def optimize(pipe: Any, *, denoiser: str = "unet", pad_heads: bool = True, channels_last: bool = True,
              compile: bool = False, compile_mode: str | None = None, scope: str = "blocks",
              denoiser_channels_last: bool = False) -> dict[str, Any]:
@@ -243,22 +254,17 @@ def optimize(pipe: Any, *, denoiser: str = "unet", pad_heads: bool = True, chann
     `scope` is "blocks" (regional compilation of the repeated blocks: fast to compile) or
     "full" (the whole denoiser as one graph).
     """
-    import torch
     done: dict[str, Any] = {}
     model = getattr(pipe, denoiser)
     if pad_heads:
         done["padded_attention"] = pad_small_heads(model)
     vae = getattr(pipe, "vae", None)
     if channels_last and vae is not None:
-        vae.to(memory_format=torch.channels_last)
-        done["channels_last_vae"] = True
+        # per 2-D conv: SVD's temporal decoder (and LTX/Wan VAEs) hold 5-D Conv3d weights, which
+        # `vae.to(memory_format=channels_last)` rejects ("required rank 4 tensor")
+        done["channels_last_vae"] = _channels_last_convs(vae)
     if denoiser_channels_last:
-        n = 0
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.to(memory_format=torch.channels_last)
-                n += 1
-        done["channels_last_denoiser"] = n
+        done["channels_last_denoiser"] = _channels_last_convs(model)
     if compile and scope == "full":
         _compile_env()
         model.compile(mode=compile_mode, fullgraph=False, dynamic=False)

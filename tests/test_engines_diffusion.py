@@ -198,3 +198,16 @@ def test_generate_end_to_end_through_interpolation(tmp_path, monkeypatch):
     from studio.modelmgr import MANAGER
     MANAGER.evict()
     assert MANAGER.loaded is None
+
+
+def test_channels_last_vae_skips_3d_convs_of_svd():
+    """SVD's temporal decoder has Conv3d weights; channels_last must touch only the 2-D convs."""
+    import torch
+
+    from studio import modelmgr
+    pipe = tm.tiny_svd()
+    done = modelmgr.optimize(pipe, channels_last=True, pad_heads=False)
+    convs2d = [m for m in pipe.vae.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert done["channels_last_vae"] == len(convs2d) > 0
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs2d)
+    assert any(isinstance(m, torch.nn.Conv3d) for m in pipe.vae.modules())
