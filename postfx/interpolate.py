@@ -35,9 +35,10 @@ SCALES = (0.25, 0.5, 1.0, 2.0)
 STATIC_MAD = 0.5
 """Pairs whose mean absolute difference (grey levels, 0..255) is below this are copied."""
 
-# Seconds per megapixel of each new frame: CPU measured on 2 busy cores at 256×192–640×360;
+# Seconds per megapixel of each new frame: CPU from bench/results/e2e_cpu.json (2 quiet cores, 512²,
+# channels_last: 15 new frames in 4.29 s);
 # CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s).
-SECONDS_PER_MP = {("rife", "cpu"): 2.6, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
+SECONDS_PER_MP = {("rife", "cpu"): 1.1, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
 # Peak memory per megapixel per pair in a batch (H100 bench: 5.8 GB at 1080p, batch 8), CPU one pair.
 MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 360.0}
 

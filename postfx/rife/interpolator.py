@@ -30,9 +30,10 @@ class RifeInterpolator:
     """Makes in-between frames with RIFE 4.25 at any timestep in (0, 1).
 
     On CUDA the net runs in float16 with channels_last tensors and several pairs per forward;
-    on CPU in float32, channels_last.  Frames are zero-padded (right/bottom) to the model's multiple and cropped
-    back.  Each source frame's features are computed once, however many pairs and timesteps
-    use it.  On CUDA conv channels are zero-padded to multiples of 8 (`pad_channels`, same results).
+    on CPU in float32, channels_last.  Frames are zero-padded (right/bottom) to the model's
+    multiple and cropped back.  Each source frame's features are computed once, however many
+    pairs and timesteps use it.  On CUDA conv channels are zero-padded to multiples of 8
+    (`pad_channels`, same results).
     """
 
     def __init__(self, net: IFNet, device: str = "cpu", scale: float = 1.0, batch: int | None = None,

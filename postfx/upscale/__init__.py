@@ -20,8 +20,9 @@ from studio.stages import register_stage
 
 MODELS = ("animevideov3", "x4plus", "x4plus-anime", "lanczos")
 
-# input pixels per second, rough: CPU measured on 2 cores (fp32), CUDA on an H100 (fp16)
-_RATE = {("compact", "cpu"): 6.0e4, ("rrdb", "cpu"): 3.0e3, ("rrdb6", "cpu"): 8.0e3,
+# input pixels per second, rough: CPU measured on 2 cores (fp32; compact from bench/results/e2e_cpu.json,
+# 31 frames of 512² in 60.0 s), CUDA on an H100 (fp16)
+_RATE = {("compact", "cpu"): 1.35e5, ("rrdb", "cpu"): 3.0e3, ("rrdb6", "cpu"): 8.0e3,
          ("compact", "cuda"): 1.5e8, ("rrdb", "cuda"): 1.0e7, ("rrdb6", "cuda"): 3.5e7}
 _KIND = {"animevideov3": "compact", "x4plus": "rrdb", "x4plus-anime": "rrdb6"}
 
