@@ -12,23 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..clip import ClipSpec
 from .conform import frame_count
 from .spec import SequenceSpec
 
-
-@dataclass
-class SourceInfo:
-    """A video source's frames, fps and size."""
-
-    frames: int
-    fps: float
-    width: int
-    height: int
-
-    @property
-    def duration(self) -> float:
-        """Seconds (frames / fps)."""
-        return self.frames / self.fps
+# A video source's frames, fps and size: the same shape as any clip's.
+SourceInfo = ClipSpec
 
 
 _PROBES: dict[tuple[str, int, int], SourceInfo] = {}
