@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 CODEC_BY_EXT = {".mp4": "h264", ".m4v": "h264", ".mkv": "h264", ".webm": "vp9", ".gif": "gif",
                 ".mov": "prores"}
 CODECS = ("h264", "h265", "vp9", "prores", "gif", "png")
+EXT_BY_CODEC = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov", "gif": ".gif", "png": "/"}
+
+
+def extension_for(codec: str | None) -> str:
+    """The default output extension for a codec ('/' = a PNG frame folder; None = H.264 .mp4)."""
+    return EXT_BY_CODEC.get(codec or "h264", ".mp4")
 _EXT_OK = {"h264": (".mp4", ".m4v", ".mkv", ".mov"), "h265": (".mp4", ".mkv", ".mov"),
            "vp9": (".webm", ".mkv"), "prores": (".mov",), "gif": (".gif",)}
 

@@ -50,7 +50,6 @@ def default_device() -> str:
 def build_stages(req: GenerationRequest) -> list[Stage]:
     """The post-processing stages a request asks for, in its chosen order, models resolved."""
     from postfx.interpolate import Interpolate
-
     from postfx.upscale import Upscale
 
     interp: Stage | None = None
@@ -229,8 +228,8 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
 
 def _resolve_out(out: str | Path | None, req: GenerationRequest, stem: str) -> Path | str:
     if out is None:
-        ext = {"vp9": ".webm", "gif": ".gif", "prores": ".mov", "png": "/"}.get(req.codec or "", ".mp4")
-        return new_output_path(stem, ext)
+        from postfx.assemble import extension_for
+        return new_output_path(stem, extension_for(req.codec))
     return out
 
 

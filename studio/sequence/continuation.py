@@ -69,8 +69,8 @@ def continue_from_last_frame(clip_path: str | Path, req: Any, out: str | Path | 
     ctx = ctx or RunContext(device=default_device())
     last = read_video(src).frames[-1]
     if out is None:
-        ext = {"vp9": ".webm", "gif": ".gif", "prores": ".mov", "png": "/"}.get(req.codec or "", ".mp4")
-        out = new_output_path(src.stem[:30] + "-next", ext)
+        from postfx.assemble import extension_for
+        out = new_output_path(src.stem[:30] + "-next", extension_for(req.codec))
     png = _start_png(Path(str(out)))
     png.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(png), np.ascontiguousarray(last[:, :, ::-1])):

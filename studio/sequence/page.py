@@ -16,10 +16,11 @@ from typing import Any
 
 import streamlit as st
 
+from postfx.assemble import extension_for
+
 from .spec import CODECS, FITS, PRESETS, TRANSITIONS
 
 POLL_S = 0.5
-_EXT = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "prores": ".mov", "gif": ".gif"}
 
 
 def _items() -> list[dict[str, Any]]:
@@ -208,7 +209,7 @@ def plan_section(d: dict[str, Any]) -> bool:
     from .spec import load_spec
 
     try:
-        plan = plan_sequence(load_spec(d), "x" + _EXT.get(d["output"].get("codec") or "h264", ".mp4"))
+        plan = plan_sequence(load_spec(d), "x" + extension_for(d["output"].get("codec")))
     except ValueError as e:
         st.error(str(e))
         return False
@@ -252,7 +253,7 @@ def export_section(d: dict[str, Any]) -> None:
     q = studio_queue()
     if st.button("Export", key="seq_export", type="primary"):
         register_sequence_job()
-        out = new_output_path("sequence", _EXT.get(d["output"].get("codec") or "h264", ".mp4"))
+        out = new_output_path("sequence", extension_for(d["output"].get("codec")))
         job = q.submit("sequence", {"spec": d, "base_dir": str(Path.cwd()), "out": str(out)})
         st.session_state["seq_job"] = job.id
     jid = st.session_state.get("seq_job")

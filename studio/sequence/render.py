@@ -195,7 +195,8 @@ def run_sequence_job(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]
     if not isinstance(payload.get("spec"), dict):
         raise ValueError("sequence job payload needs a 'spec' object")
     spec = load_spec(payload["spec"], base_dir=payload.get("base_dir"))
-    ext = {"vp9": ".webm", "gif": ".gif", "prores": ".mov", "png": "/"}.get(spec.output.codec or "", ".mp4")
+    from postfx.assemble import extension_for
+    ext = extension_for(spec.output.codec)
     out = str(payload["out"]) if payload.get("out") else str(new_output_path("sequence", ext))
     if ext == "/" and not out.endswith("/"):
         out += "/"
