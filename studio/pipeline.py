@@ -191,7 +191,8 @@ def load_base(path: Path) -> Clip:
 
 def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: GenerationRequest,
                          out: Path, ctx: RunContext, timings: dict[str, float],
-                         manifest_extra: dict[str, Any], base: Clip | None) -> RunResult:
+                         manifest_extra: dict[str, Any], base: Clip | None,
+                         t_start: float | None = None) -> RunResult:
     from postfx.assemble import AudioSpec, plan_output, write_video
 
     codec = ledger.rows[-1]["label"].split()[-1]
@@ -203,6 +204,8 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
     try:
         if base is not None:
             _save_base(base, written)
+        if t_start is not None:
+            timings["total"] = round(time.perf_counter() - t_start, 4)
         manifest = {
             "kind": "studio-manifest", "version": 1,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -262,10 +265,8 @@ def generate(req: GenerationRequest, out: str | Path | None = None, ctx: RunCont
     describe = getattr(engine, "describe_weights", None)
     if callable(describe):
         extra["weights"] = describe(req)
-    res = _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
-    timings["total"] = round(time.perf_counter() - t_start, 4)
-    write_manifest(res.output, res.manifest)
-    return res
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base,
+                                t_start)
 
 
 def _jsonable(v: Any) -> bool:
