@@ -40,6 +40,7 @@ def test_acceptance_command_and_from_manifest(tmp_path, photo):
     assert m["ledger"]["final"] == {"frames": 16, "fps": 8.0, "width": 512, "height": 512}
     assert m["input"]["sha256"] and m["seed"] == 0 and m["engine"]["id"] == "camera"
     assert "engine" in m["timings"] and "encode" in m["timings"]
+    assert m["timings"]["total"] >= m["timings"]["engine"] + m["timings"]["encode"]
     assert m["versions"]["torch"].startswith("2.")
     # reproduce from the manifest
     out2 = tmp_path / "again.mp4"
