@@ -70,7 +70,21 @@ def _bad_files(d: Path) -> dict[str, Path]:
     files["corrupt"].write_bytes(bytes(raw))
     files["not-image"].write_text("hello, not an image\n")
     Image.new("RGB", (4000, 20), (1, 2, 3)).save(files["aspect"])
+    files["bomb"] = d / "bomb.png"
+    files["bomb"].write_bytes(_png_claiming(50000, 50000))
     return files
+
+
+def _png_claiming(w: int, h: int) -> bytes:
+    """A tiny PNG whose header claims w×h pixels (a decompression bomb's calling card)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 def test_bad_images_exit_2_no_output(tmp_path):
