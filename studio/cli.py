@@ -94,6 +94,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
         req.extra = _parse_extra(ns.set)
     if not Path(req.image).exists():
         raise ValueError(f"image {req.image!r} does not exist")
+    from .images import probe_image
+    probe_image(req.image)  # header-level checks (format, size, bombs) before the ledger is printed
     ctx, prog = _ctx(ns)
     ledger = make_ledger(req, ctx.device, ns.out)
     print(ledger.to_text())

@@ -95,6 +95,8 @@ def test_bad_images_exit_2_no_output(tmp_path):
         assert r.returncode == 2, (kind, r.stderr)
         assert f.name in r.stderr, (kind, r.stderr)
         assert "Traceback" not in r.stderr
+        if kind in ("empty", "not-image", "aspect", "bomb"):   # refused before the ledger is printed
+            assert "encode" not in r.stdout, (kind, r.stdout)
         assert not out.exists() and not Path(str(out) + ".json").exists()
 
 
