@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apptest_util import poll as _poll
 from streamlit.testing.v1 import AppTest
 
 from studio.jobs import JobStore
@@ -39,16 +40,6 @@ def _set(at: AppTest, **vals) -> AppTest:
         assert widgets, f"no widget {key}"
         widgets[0].set_value(v)
     return at.run()
-
-
-def _poll(at: AppTest, until, timeout: float = 40.0) -> AppTest:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        at.run()
-        if until(at):
-            return at
-        time.sleep(0.2)
-    raise AssertionError("condition not reached; errors: " + str([e.value for e in at.error]))
 
 
 def _outputs() -> Path:

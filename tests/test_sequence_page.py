@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_util import poll as _poll
 from streamlit.testing.v1 import AppTest
 
 from postfx.assemble import probe_video, write_video
@@ -31,16 +31,6 @@ def gallery_clip(name: str, seconds: float, color) -> Path:
     out = write_video(Clip(f, 8.0), outputs_dir() / name, preset="ultrafast")
     write_manifest(out, {"kind": "studio-manifest", "version": 1, "request": {"prompt": name}})
     return out
-
-
-def _poll(at: AppTest, until, timeout: float = 40.0) -> AppTest:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        at.run()
-        if until(at):
-            return at
-        time.sleep(0.2)
-    raise AssertionError("not reached; errors: " + str([e.value for e in at.error]))
 
 
 def _metric(at: AppTest, label: str) -> str:
