@@ -180,3 +180,23 @@ def test_generate_job_with_bad_value_fails_with_its_name(queue, photo):
     job = queue.submit("generate", {"request": {"image": str(photo), "frames": 1}})
     end = queue.wait(job.id, timeout=30)
     assert end.status == "failed" and "frames=1" in end.error
+
+
+def test_generate_job_picks_the_codecs_extension(queue, photo):
+    req = {"image": str(photo), "prompt": "pan left", "frames": 3, "width": 32, "height": 32,
+           "codec": "gif"}
+    end = queue.wait(queue.submit("generate", {"request": req}).id, timeout=60)
+    assert end.status == "done", end.error
+    assert end.result["output"].endswith(".gif") and Path(end.result["output"]).is_file()
+
+
+def test_failed_job_keeps_an_earlier_file_at_its_out_path(queue, photo, tmp_path):
+    (tmp_path / "renders").mkdir()
+    out = tmp_path / "renders" / "keep.mp4"
+    out.write_bytes(b"an earlier render")
+    req = {"image": str(photo), "prompt": "pan left", "frames": 3, "width": 32, "height": 32,
+           "audio": str(tmp_path / "missing.wav")}   # fails at encode, after the engine ran
+    end = queue.wait(queue.submit("generate", {"request": req, "out": str(out)}).id, timeout=60)
+    assert end.status == "failed" and "missing.wav" in end.error
+    assert out.read_bytes() == b"an earlier render"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["keep.mp4"]

@@ -1,7 +1,8 @@
 """The built-in job kinds: generate, post, rerun and weights.  Each is `fn(payload, ctx) -> dict`.
 
-Every kind picks its output path before it starts, so that a cancelled or failed run can remove
-whatever it began; the pipeline itself writes atomically, so nothing half-written is left either way.
+A payload may name its output ('out'); otherwise the pipeline picks a fresh path in the outputs
+folder with the extension its codec needs.  The pipeline writes atomically and cleans up after
+itself, so a cancelled or failed run leaves nothing half-written and never removes an earlier file.
 """
 
 from __future__ import annotations
@@ -12,27 +13,8 @@ from typing import Any
 from ..context import RunContext
 
 
-def _stem(text: str, fallback: str) -> str:
-    words = "-".join(str(text or "").split()[:6])
-    return words or fallback
-
-
-def _out(payload: dict[str, Any], stem: str) -> Path:
-    from ..outputs import new_output_path
-    return Path(payload["out"]) if payload.get("out") else new_output_path(stem, ".mp4")
-
-
 def _result(res: Any) -> dict[str, Any]:
     return {"output": str(res.output), "manifest": str(res.manifest_path)}
-
-
-def _cleanup_on_error(out: Path, fn: Any) -> Any:
-    from ..outputs import delete_output
-    try:
-        return fn()
-    except BaseException:
-        delete_output(out)
-        raise
 
 
 def request_from_payload(payload: dict[str, Any]) -> Any:
@@ -48,9 +30,7 @@ def run_generate(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Generate a clip: payload {'request': GenerationRequest dict, 'out': optional path}."""
     from ..pipeline import generate
     req = request_from_payload(payload)
-    out = _out(payload, _stem(req.prompt, req.engine))
-    res = _cleanup_on_error(out, lambda: generate(req, out=out, ctx=ctx))
-    return _result(res)
+    return _result(generate(req, out=payload.get("out"), ctx=ctx))
 
 
 def run_rerun(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -60,9 +40,7 @@ def run_rerun(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if not manifest:
         raise ValueError("rerun job payload needs a 'manifest' path")
     overrides = dict(payload.get("overrides") or {})
-    out = _out(payload, "rerun")
-    res = _cleanup_on_error(out, lambda: rerun(Path(manifest), overrides, out=out, ctx=ctx))
-    return _result(res)
+    return _result(rerun(Path(manifest), overrides, out=payload.get("out"), ctx=ctx))
 
 
 def run_post(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -72,9 +50,7 @@ def run_post(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     if not src:
         raise ValueError("post job payload needs an 'input' path")
     settings = dict(payload.get("settings") or {})
-    out = _out(payload, Path(src).stem[:30] + "-post")
-    res = _cleanup_on_error(out, lambda: post_process(Path(src), settings, out=out, ctx=ctx))
-    return _result(res)
+    return _result(post_process(Path(src), settings, out=payload.get("out"), ctx=ctx))
 
 
 def run_weights(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
