@@ -36,12 +36,11 @@ def accept_image(name: str, data: bytes) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)[-60:] or "image"
     dest = uploads_dir() / f"{sha}-{safe}"
     if not dest.is_file():
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_bytes(data)
+        from ..outputs import atomic_path
         try:
-            load_image(tmp)
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(data)
+                load_image(tmp)
         except ValueError as e:
-            tmp.unlink(missing_ok=True)
             raise ValueError(f"{name}: {getattr(e, 'reason', e)}") from None
-        os.replace(tmp, dest)
     return dest

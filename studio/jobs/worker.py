@@ -112,10 +112,9 @@ def _save_preview(frame: Any, path: Path, max_side: int = 256) -> None:
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     img = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr)
     img.thumbnail((max_side, max_side))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.convert("RGB").save(tmp, format="JPEG", quality=80)
-    os.replace(tmp, path)
+    from ..outputs import atomic_path
+    with atomic_path(path) as tmp:
+        img.convert("RGB").save(tmp, format="JPEG", quality=80)
 
 
 class JobQueue:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +42,11 @@ def studio_queue() -> JobQueue:
 def save_frame(frame: Any, stem: str) -> Path:
     """Save an RGB uint8 frame as a PNG in the uploads folder (used for 'continue from last frame')."""
     from PIL import Image
+
+    from ..outputs import atomic_path
     dest = uploads_dir() / f"{stem}-last.png"
-    tmp = dest.with_name(f".{dest.name}.tmp.png")
-    Image.fromarray(frame).save(tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        Image.fromarray(frame).save(tmp)
     return dest
 
 
