@@ -71,10 +71,6 @@ def _ctx(ns: argparse.Namespace):
     return RunContext(device=dev, progress=prog), prog
 
 
-def _default_out(ns: argparse.Namespace, image: str) -> str | None:
-    return ns.out
-
-
 def cmd_generate(ns: argparse.Namespace) -> int:
     """`generate IMAGE --prompt ...`: print the ledger, run, write the video and PATH.json."""
     from .pipeline import generate, make_ledger, request_from_manifest

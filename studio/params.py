@@ -7,7 +7,7 @@ Nothing else repeats a range by hand.  Engines may override entries (`Param.over
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -162,7 +162,3 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = Non
             parser.add_argument(flag, dest=name, default=None, metavar=name.upper(),
                                 help=p.help + extra + dflt)
 
-
-def spec_fields(cls: type) -> list[str]:
-    """Names of a dataclass's fields that the spec describes."""
-    return [f.name for f in fields(cls) if f.name in SPEC]
