@@ -286,6 +286,7 @@ def post_settings(values: dict[str, Any]) -> GenerationRequest:
     req = GenerationRequest(**values)
     for name in POST_FIELDS:
         setattr(req, name, SPEC[name].check(getattr(req, name)))
+    req.check_post_combination()
     return req
 
 
@@ -303,8 +304,6 @@ def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Pa
 
     ctx = ctx or RunContext(device=default_device())
     req = post_settings(settings)
-    if req.target_fps is not None and req.interpolate > 1:
-        raise ValueError(f"give interpolate={req.interpolate} or target_fps={req.target_fps}, not both")
     base = read_video(input_path)
     out = _resolve_out(out, req, Path(str(input_path).rstrip("/")).stem + "-post")
     stages = build_stages(req)

@@ -61,8 +61,7 @@ class GenerationRequest:
         for f in fields(self):
             if f.name in spec:
                 setattr(self, f.name, spec[f.name].check(getattr(self, f.name)))
-        if self.interpolate > 1 and self.target_fps is not None:
-            raise ValueError(f"give interpolate={self.interpolate} or target_fps={self.target_fps}, not both")
+        self.check_post_combination()
         if self.target_fps is not None and self.target_fps < self.fps:
             raise ValueError(f"target_fps={self.target_fps:g} is below the base fps {self.fps:g}")
         for lr in self.loras:
@@ -75,6 +74,11 @@ class GenerationRequest:
         self.extra = {k: p.check(self.extra.get(k, p.default)) for k, p in extra_spec.items()}
         engine.check_request(self)
         return self
+
+    def check_post_combination(self) -> None:
+        """Interpolation is by a factor or to a target fps, never both (ValueError naming both)."""
+        if self.interpolate > 1 and self.target_fps is not None:
+            raise ValueError(f"give interpolate={self.interpolate} or target_fps={self.target_fps}, not both")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the manifest's `request`)."""

@@ -97,3 +97,10 @@ def test_fallbacks_are_labelled_in_ledger_and_manifest(tmp_path, photo, monkeypa
     stage_labels = [s["label"] for s in res.manifest["stages"]]
     assert "fallback: no RIFE weights" in stage_labels[0]
     assert "fallback" in stage_labels[1]
+
+
+def test_post_refuses_factor_and_target_fps_together(tmp_path):
+    src = write_video(Clip(np.zeros((3, 16, 16, 3), np.uint8), 8.0), str(tmp_path / "s") + "/")
+    with pytest.raises(ValueError, match="give interpolate=2 or target_fps=24.0, not both"):
+        post_process(src, {"interpolate": 2, "target_fps": 24.0}, tmp_path / "p.mp4", RunContext())
+    assert not (tmp_path / "p.mp4").exists()
