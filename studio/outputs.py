@@ -109,16 +109,25 @@ class OutputRecord:
     created: float
 
 
-def list_outputs(root: Path | None = None) -> list[OutputRecord]:
-    """Every output that has a manifest beside it, newest first."""
+OUTPUT_KINDS = ("studio-manifest", "studio-sequence")   # manifest kinds: generations, sequence exports
+
+
+def list_outputs(root: Path | None = None,
+                 kinds: tuple[str, ...] = ("studio-manifest",)) -> list[OutputRecord]:
+    """Every output that has a manifest of one of `kinds` beside it, newest first.
+
+    The default lists generation outputs only; pass `OUTPUT_KINDS` to include sequence exports.
+    """
     root = root or outputs_dir()
     recs = []
     for mp in root.glob("*.json"):
         if mp.name.startswith("."):
             continue
         try:
-            m = read_manifest(mp)
-        except ValueError:
+            m = json.loads(mp.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(m, dict) or m.get("kind") not in kinds:
             continue
         out = mp.with_name(mp.name[: -len(".json")])
         if out.exists():

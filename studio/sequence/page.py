@@ -21,6 +21,7 @@ from postfx.assemble import extension_for
 from .spec import CODECS, FITS, PRESETS, TRANSITIONS
 
 POLL_S = 0.5
+PAGE_CODECS = [x for x in CODECS if x != "png"]   # the page exports files; PNG folders are CLI-only
 
 
 def _items() -> list[dict[str, Any]]:
@@ -150,26 +151,43 @@ def timeline_section() -> None:
             _entry_controls(i, item, i == len(items) - 1)
 
 
+def _default(key: str, value: Any) -> str:
+    """Give widget `key` its first value through session state (so a loaded spec can set it)."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
+OUTPUT_DEFAULTS: dict[str, Any] = {"seq_preset": "16:9", "seq_custom_size": False, "seq_fps": 24.0,
+                                   "seq_fit": FITS[0], "seq_pad": "#000000", "seq_codec": "h264",
+                                   "seq_resample": "nearest", "seq_crf": 18}
+AUDIO_DEFAULTS: dict[str, Any] = {"seq_a_off": 0.0, "seq_a_vol": 1.0, "seq_a_fin": 0.5, "seq_a_fout": 0.5,
+                                  "seq_a_loop": True}
+
+
 def output_section() -> dict[str, Any]:
     """Output settings as the spec's `output` object."""
     st.subheader("Output")
+    for k, v in OUTPUT_DEFAULTS.items():
+        _default(k, v)
     preset = st.selectbox("Shape", list(PRESETS), key="seq_preset",
                           format_func=lambda p: f"{p} ({PRESETS[p][0]}×{PRESETS[p][1]})")
     out: dict[str, Any] = {"preset": preset}
     if st.checkbox("Custom size", key="seq_custom_size"):
         c = st.columns(2)
-        w = c[0].number_input("Width", 16, 8192, PRESETS[preset][0], step=2, key="seq_w")
-        h = c[1].number_input("Height", 16, 8192, PRESETS[preset][1], step=2, key="seq_h")
+        w = c[0].number_input("Width", 16, 8192, step=2, key=_default("seq_w", PRESETS[preset][0]))
+        h = c[1].number_input("Height", 16, 8192, step=2, key=_default("seq_h", PRESETS[preset][1]))
         out["size"] = [int(w), int(h)]
     c = st.columns(3)
-    out["fps"] = float(c[0].number_input("FPS", 1.0, 240.0, 24.0, step=1.0, key="seq_fps"))
+    out["fps"] = float(c[0].number_input("FPS", 1.0, 240.0, step=1.0, key="seq_fps"))
     out["fit"] = c[1].selectbox("Fit", list(FITS), key="seq_fit", help="letterbox pads, crop fills")
-    out["pad_color"] = c[2].color_picker("Pad colour", "#000000", key="seq_pad")
+    out["pad_color"] = c[2].color_picker("Pad colour", key="seq_pad")
     c = st.columns(3)
-    out["codec"] = c[0].selectbox("Codec", [x for x in CODECS if x != "png"], key="seq_codec")
+    out["codec"] = c[0].selectbox("Codec", PAGE_CODECS, key="seq_codec")
     out["resample"] = c[1].selectbox("FPS change", ["nearest", "rife"], key="seq_resample",
                                      help="nearest duplicates/drops frames; rife interpolates")
-    out["crf"] = int(c[2].number_input("CRF", 0, 51, 18, key="seq_crf"))
+    out["crf"] = int(c[2].number_input("CRF", 0, 51, key="seq_crf"))
+    if st.session_state.get("seq_encoder_preset"):   # from an opened export; the page has no widget for it
+        out["encoder_preset"] = st.session_state["seq_encoder_preset"]
     return out
 
 
@@ -182,13 +200,62 @@ def audio_section() -> dict[str, Any] | None:
         path = st.session_state["seq_audio_path"] = str(_save_upload(up, "audio"))
     if not path:
         return None
+    st.caption(f"Audio bed: {Path(path).name}")
+    for k, v in AUDIO_DEFAULTS.items():
+        _default(k, v)
     c = st.columns(5)
     return {"path": path,
-            "offset": float(c[0].number_input("Offset (s)", 0.0, 36000.0, 0.0, key="seq_a_off")),
-            "volume": float(c[1].number_input("Volume", 0.0, 4.0, 1.0, step=0.1, key="seq_a_vol")),
-            "fade_in": float(c[2].number_input("Fade in", 0.0, 60.0, 0.5, key="seq_a_fin")),
-            "fade_out": float(c[3].number_input("Fade out", 0.0, 60.0, 0.5, key="seq_a_fout")),
-            "loop": bool(c[4].checkbox("Loop", True, key="seq_a_loop"))}
+            "offset": float(c[0].number_input("Offset (s)", 0.0, 36000.0, key="seq_a_off")),
+            "volume": float(c[1].number_input("Volume", 0.0, 4.0, step=0.1, key="seq_a_vol")),
+            "fade_in": float(c[2].number_input("Fade in", 0.0, 60.0, key="seq_a_fin")),
+            "fade_out": float(c[3].number_input("Fade out", 0.0, 60.0, key="seq_a_fout")),
+            "loop": bool(c[4].checkbox("Loop", key="seq_a_loop"))}
+
+
+def load_pending() -> None:
+    """Load a spec sent here by the Gallery's "Open in Sequence" (`_seq_load`), before any widget.
+
+    Relative paths are resolved against the export's `base_dir`, so the timeline points at the
+    same files; a spec that no longer validates is shown as an error and not loaded.
+    """
+    from .spec import load_spec
+
+    pend = st.session_state.pop("_seq_load", None)
+    if not pend:
+        return
+    try:
+        spec = load_spec(pend["spec"], base_dir=pend.get("base_dir"))
+    except ValueError as e:
+        st.error(f"Could not open this sequence: {e}")
+        return
+    d = spec.to_dict()
+    items = []
+    for c in d["clips"]:
+        e = {k: v for k, v in c.items() if v is not None}
+        if "path" in e:
+            e["path"] = str(spec.resolve(e["path"]))
+        e["_id"] = uuid.uuid4().hex[:8]
+        items.append(e)
+    st.session_state["seq_items"] = items
+    o = d["output"]
+    ss = st.session_state
+    ss["seq_preset"], ss["seq_custom_size"] = o["preset"], o["size"] is not None
+    if o["size"] is not None:
+        ss["seq_w"], ss["seq_h"] = o["size"]
+    ss["seq_fps"], ss["seq_fit"], ss["seq_pad"] = float(o["fps"]), o["fit"], o["pad_color"]
+    ss["seq_codec"] = o["codec"] if o["codec"] in PAGE_CODECS else "h264"
+    ss["seq_resample"], ss["seq_crf"] = o["resample"], int(o["crf"])
+    ss["seq_encoder_preset"] = o["encoder_preset"]
+    a = d.get("audio")
+    ss.pop("seq_audio_path", None)
+    if a:
+        ss["seq_audio_path"] = str(spec.resolve(a["path"]))
+        ss["seq_a_off"], ss["seq_a_vol"] = float(a["offset"]), float(a["volume"])
+        ss["seq_a_fin"], ss["seq_a_fout"] = float(a["fade_in"]), float(a["fade_out"])
+        ss["seq_a_loop"] = bool(a["loop"])
+    for k in ("seq_job", "seq_board", "seq_preview_path"):
+        ss.pop(k, None)
+    st.toast(f"Opened a sequence of {len(items)} entries")
 
 
 def spec_dict(output: dict[str, Any], audio: dict[str, Any] | None) -> dict[str, Any]:
@@ -279,6 +346,7 @@ def export_section(d: dict[str, Any]) -> None:
 def render() -> None:
     """The whole Sequence page."""
     st.title("🎞️ Sequence")
+    load_pending()
     left, right = st.columns([3, 2], gap="large")
     with left:
         add_section()

@@ -1,4 +1,9 @@
-"""The Gallery page: every output with a thumbnail, filters, the manifest, and delete with confirmation."""
+"""The Gallery page: every output with a thumbnail, filters, the manifest, and delete with confirmation.
+
+Generation outputs and sequence exports (manifest kind ``studio-sequence``) are listed together;
+a sequence is labelled with its number of shots, duration and transitions, and can be opened back
+in the Sequence page.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,51 @@ from typing import Any
 import streamlit as st
 
 from .common import thumbnail
-from .results import show_result
+from .results import downloads, show_media, show_result
 
 COLS = 3
+SEQUENCE = "sequence"   # the "engine" a sequence export is filtered under
+
+
+def is_sequence(rec: Any) -> bool:
+    """True for a sequence export (its manifest's kind is 'studio-sequence')."""
+    return (rec.manifest or {}).get("kind") == "studio-sequence"
+
+
+def sequence_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Shots (clips and titles), duration, transitions (in timeline order, cuts left out) and size."""
+    plan = manifest.get("plan") or {}
+    entries = plan.get("entries") or []
+    kinds = [e.get("kind") for e in entries]
+    trans = [e.get("transition_in") for e in entries[1:] if e.get("transition_in") not in (None, "cut")]
+    return {"shots": len(entries), "clips": kinds.count("clip"), "titles": kinds.count("title"),
+            "duration": float(plan.get("duration") or 0.0), "transitions": trans,
+            "labels": [str(e.get("label") or "") for e in entries],
+            "size": f"{plan.get('width')}×{plan.get('height')}", "fps": plan.get("fps")}
+
+
+def sequence_label(manifest: dict[str, Any]) -> str:
+    """'Sequence · 3 shots · 4.00 s · crossfade, fade_black' (or '· cuts only')."""
+    f = sequence_facts(manifest)
+    shots = f"{f['shots']} shot{'s' if f['shots'] != 1 else ''}"
+    if f["titles"]:
+        shots += f" ({f['clips']} clip{'s' if f['clips'] != 1 else ''}, {f['titles']} title" \
+                 f"{'s' if f['titles'] != 1 else ''})"
+    uniq = list(dict.fromkeys(f["transitions"]))
+    trans = ", ".join(uniq) if uniq else "cuts only"
+    return f"Sequence · {shots} · {f['duration']:.2f} s · {trans}"
 
 
 def record_facts(rec: Any) -> dict[str, Any]:
-    """Prompt, engine, LoRA names and date of an output record, for filtering."""
+    """Prompt, engine, LoRA names and date of an output record, for filtering.
+
+    A sequence export's "prompt" is its entries' labels (clip names, title text) and its engine
+    is 'sequence'.
+    """
     m = rec.manifest or {}
+    if is_sequence(rec):
+        return {"prompt": " · ".join(sequence_facts(m)["labels"]), "engine": SEQUENCE, "loras": [],
+                "date": dt.date.fromtimestamp(rec.created)}
     req = m.get("request") or {}
     eng = m.get("engine") or {}
     return {"prompt": str(req.get("prompt") or ""),
@@ -46,7 +88,8 @@ def _delete_controls(rec: Any, key: str) -> None:
     from ..outputs import delete_output
     ck = f"confirm_del_{key}"
     if st.session_state.get(ck):
-        st.warning(f"Delete {rec.path.name}, its manifest and saved base clip?")
+        what = " and its manifest" if is_sequence(rec) else ", its manifest and saved base clip"
+        st.warning(f"Delete {rec.path.name}{what}?")
         a, b = st.columns(2)
         if a.button("Yes, delete", key=f"yes_{key}", type="primary"):
             delete_output(rec.path)
@@ -62,11 +105,43 @@ def _delete_controls(rec: Any, key: str) -> None:
         st.rerun()
 
 
+def _card(rec: Any) -> None:
+    f = record_facts(rec)
+    th = thumbnail(rec.path) if rec.path.is_file() else None
+    if th:
+        st.image(str(th), width="stretch")
+    if is_sequence(rec):
+        st.markdown(f"**🎞️ {sequence_label(rec.manifest)}**")
+        st.caption(f"{f['date']} · {rec.path.name}")
+    else:
+        st.markdown(f"**{f['prompt'] or rec.path.name}**")
+        st.caption(f"{f['engine']} · {f['date']} · {rec.path.name}")
+
+
+def _sequence_detail(sel: Any) -> None:
+    """An opened sequence export: player, downloads, its timeline, and 'open in Sequence'."""
+    m = sel.manifest or {}
+    show_media(sel.path)
+    f = sequence_facts(m)
+    st.caption(f"{sequence_label(m)} · {f['size']} · {f['fps']:g} fps · "
+               f"{(m.get('output') or {}).get('codec')}")
+    downloads(sel.path, sel.manifest_path, key=f"gal_{sel.path.name}")
+    entries = (m.get("plan") or {}).get("entries") or []
+    fps = float((m.get("plan") or {}).get("fps") or 1.0)
+    st.dataframe([{"#": e["index"] + 1, "entry": e["label"], "seconds": round(e["frames"] / fps, 2),
+                   "in": e["transition_in"]} for e in entries], hide_index=True, width="stretch")
+    with st.expander("Manifest"):
+        st.json(m, expanded=False)
+    if st.button("🎞️ Open in Sequence", key="gal_open_seq", disabled=not m.get("spec")):
+        st.session_state["_seq_load"] = {"spec": m["spec"], "base_dir": m.get("base_dir")}
+        st.switch_page("pages/2_Sequence.py")
+
+
 def render() -> None:
     """Draw the gallery."""
-    from ..outputs import list_outputs
+    from ..outputs import OUTPUT_KINDS, list_outputs
     st.title("🖼️ Gallery")
-    recs = list_outputs()
+    recs = list_outputs(kinds=OUTPUT_KINDS)
     if not recs:
         st.info("No outputs yet — make one on the Generate page.")
         return
@@ -86,12 +161,7 @@ def render() -> None:
         cols = st.columns(COLS)
         for col, rec in zip(cols, shown[i:i + COLS], strict=False):
             with col.container(border=True):
-                f = record_facts(rec)
-                th = thumbnail(rec.path)
-                if th:
-                    st.image(str(th), width="stretch")
-                st.markdown(f"**{f['prompt'] or rec.path.name}**")
-                st.caption(f"{f['engine']} · {f['date']} · {rec.path.name}")
+                _card(rec)
                 if st.button("Open", key=f"open_{rec.path.name}"):
                     st.session_state["gallery_open"] = rec.path.name
                     st.rerun()
@@ -100,6 +170,9 @@ def render() -> None:
     if sel is not None:
         st.divider()
         st.subheader(sel.path.name)
+        if is_sequence(sel):
+            _sequence_detail(sel)
+            return
         show_result(sel.path, sel.manifest_path, key=f"gal_{sel.path.name}", actions=False)
         if st.button("♻ Reuse these settings on the Generate page", key="gal_reuse"):
             st.session_state["_reuse"] = (sel.manifest or {}).get("request") or {}
