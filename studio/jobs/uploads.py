@@ -44,3 +44,36 @@ def accept_image(name: str, data: bytes) -> Path:
         except ValueError as e:
             raise ValueError(f"{name}: {getattr(e, 'reason', e)}") from None
     return dest
+
+
+AUDIO_TYPES = ("wav", "mp3", "ogg", "m4a", "flac")
+
+
+def accept_audio(name: str, data: bytes) -> Path:
+    """Validate uploaded audio bytes and keep them as <uploads>/audio/<sha12>-<name> (atomically).
+
+    Raises ValueError whose text names the file and says what is wrong (too big, wrong type, no
+    audio stream ffmpeg can read).
+    """
+    from ..outputs import atomic_path
+    from ..sequence.audio import audio_duration
+    ext = Path(name).suffix.lower().lstrip(".")
+    if ext not in AUDIO_TYPES:
+        raise ValueError(f"{name}: .{ext or '?'} is not an accepted audio type ({', '.join(AUDIO_TYPES)})")
+    limit = max_upload_mb()
+    size_mb = len(data) / 1e6
+    if size_mb > limit:
+        raise ValueError(f"{name} is {size_mb:.1f} MB, over the {limit:g} MB upload limit")
+    sha = hashlib.sha256(data).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)[-60:]
+    dest = uploads_dir() / "audio" / f"{sha}-{safe}"
+    if not dest.is_file():
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(data)
+            try:
+                secs = audio_duration(tmp)
+            except ValueError:
+                raise ValueError(f"{name} is not readable audio (no audio stream in it)") from None
+            if secs <= 0:
+                raise ValueError(f"{name} holds no sound (duration 0 s)")
+    return dest

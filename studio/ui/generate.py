@@ -18,6 +18,8 @@ EXAMPLES = ("camera slowly zooming in", "pan right, clouds drifting", "slow orbi
 SOURCES = ("Upload", "From the gallery", "Last frame of a clip")
 POST_NAMES = ("interpolate", "target_fps", "upscale", "upscaler", "color_match", "order", "scene_threshold")
 OUTPUT_NAMES = ("codec", "crf", "preset")
+AUDIO_NAMES = ("audio", "audio_fade")
+AUDIO_CODECS = (None, "h264", "h265", "vp9", "prores")   # None = the default (.mp4, H.264)
 LORA_STRENGTH_RANGE = (-4.0, 4.0)  # GenerationRequest.check's bounds for a LoRA strength
 POLL_S = 1.0
 
@@ -59,7 +61,10 @@ def apply_pending() -> list[str]:
             st.session_state["gen_image"] = reuse["image"]
         spec = eng.spec()
         vals = {k: v for k, v in reuse.items() if k in spec and k not in ("prompt", "engine")}
-        post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES}
+        post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES + AUDIO_NAMES}
+        audio = post.pop("audio", None)
+        st.session_state["gen_audio"] = audio if audio and Path(audio).is_file() else None
+        st.session_state.pop("gen_audio_id", None)
         errors += load_values(spec, vals, f"gen_{eng.id}_")
         errors += load_values(spec, post, "gen_post_")
         st.session_state["gen_interp_mode"] = (
@@ -225,3 +230,37 @@ def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[s
     extra = [n for n in POST_NAMES if n not in ("interpolate", "target_fps", "upscale", "upscaler")]
     vals.update(widgets(spec, extra, prefix, advanced_label="Advanced post-processing"))
     return vals
+
+
+def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dict[str, Any]:
+    """An optional audio track (upload) and its fade, for codecs that can carry audio.
+
+    The accepted file's path is kept in `st.session_state["gen_audio"]` (also set by "reuse
+    settings"); removing the upload drops it.  Returns the request's `audio` and `audio_fade`.
+    """
+    from ..jobs.uploads import AUDIO_TYPES, accept_audio
+    can = codec in AUDIO_CODECS
+    up = st.file_uploader("Audio track (optional)", type=list(AUDIO_TYPES), key="gen_audio_upload",
+                          disabled=not can, help=spec["audio"].help)
+    if not can:
+        what = "A GIF" if codec == "gif" else "A PNG frame folder"
+        st.caption(f"{what} cannot carry audio: choose an H.264, H.265, VP9 or ProRes video to add a track.")
+        widget(spec["audio_fade"], prefix + "audio_fade", label="Audio fade (s)", disabled=True)
+        return {"audio": None}
+    if up is not None and st.session_state.get("gen_audio_id") != up.file_id:
+        try:
+            st.session_state["gen_audio"] = str(accept_audio(up.name, up.getvalue()))
+            st.session_state["gen_audio_id"] = up.file_id
+        except ValueError as e:
+            st.session_state["gen_audio"] = None
+            st.error(f"Cannot use this audio — {e}")
+    elif up is None and st.session_state.pop("gen_audio_id", None):
+        st.session_state["gen_audio"] = None          # the upload was removed
+    path = st.session_state.get("gen_audio")
+    if path and not Path(path).is_file():
+        st.warning(f"The audio file {Path(path).name} is gone; no audio will be added.")
+        path = None
+    if path:
+        st.caption(f"🎵 {Path(path).name} — looped or trimmed to the video's length, faded in and out.")
+    fade = widget(spec["audio_fade"], prefix + "audio_fade", label="Audio fade (s)", disabled=not path)
+    return {"audio": path or None, "audio_fade": fade}

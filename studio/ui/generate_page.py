@@ -13,6 +13,7 @@ from .generate import (
     OUTPUT_NAMES,
     POLL_S,
     apply_pending,
+    audio_section,
     current_job_id,
     engine_section,
     follow_job,
@@ -48,9 +49,11 @@ def build_request(image: str | None, prompt: str, eng_id: str, values: dict[str,
 
 def ledger_section(req: Any) -> bool:
     """Show the live ledger for `req`; False (with st.error) when the settings are refused."""
+    from postfx.assemble import extension_for
+
     from ..pipeline import make_ledger
-    try:
-        ledger = make_ledger(req, device="cpu")
+    try:   # the job names its output by the codec (.gif, PNG folder, ...): plan for that, not .mp4
+        ledger = make_ledger(req, device="cpu", out="x" + extension_for(req.codec))
     except ValueError as e:
         st.error(f"Settings refused: {e}")
         return False
@@ -139,9 +142,10 @@ def render() -> None:
                         advanced_label="Engine settings")
         st.markdown("**Post-processing**")
         values.update(post_section(spec, "gen_post_", float(values.get("fps") or 8)))
-        with st.expander("Output"):
+        with st.expander("Output and audio"):
             out_spec = {k: spec[k].override(advanced=False) for k in OUTPUT_NAMES}
             values.update(widgets(out_spec, list(OUTPUT_NAMES), "gen_post_"))
+            values.update(audio_section(spec, "gen_post_", values.get("codec")))
     with right:
         st.subheader("Ledger")
         req = None
