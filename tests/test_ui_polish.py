@@ -104,6 +104,10 @@ def test_open_in_sequence_loads_the_spec_back(tmp_path):
     assert (ss["seq_w"], ss["seq_h"], ss["seq_fps"]) == (48, 32, 8.0)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Duration"] == "2.25 s" and metrics["Frames"] == "18" and metrics["Size"] == "48×32"
+    plan = at.dataframe[0].value                                     # the page's plan table, 3 columns
+    assert list(plan.columns) == ["entry", "time (s)", "from previous"]
+    assert list(plan["time (s)"]) == ["0.00–1.00", "0.50–1.50", "1.25–2.25"]
+    assert list(plan["from previous"]) == ["—", "crossfade 0.5 s", "fade_black 0.25 s"]
     assert '"encoder_preset": "ultrafast"' in at.code[0].value    # kept though the page has no widget for it
     assert not at.error, [e.value for e in at.error]
     assert not at.warning, [w.value for w in at.warning]

@@ -100,7 +100,7 @@ def _entry_controls(i: int, item: dict[str, Any], last: bool) -> None:
             item["background"] = _w(st.color_picker, "Background", iid, "bg",
                                     item.get("background", "#000000"))
     else:
-        c = st.columns(4)
+        c = st.columns([1, 1, 1, 1.35])   # the last one fits "Match colours" and its help icon
         with c[0]:
             item["trim_in"] = _w(st.number_input, "Trim in (s)", iid, "tin", float(item.get("trim_in", 0.0)),
                                  min_value=0.0, step=0.1)
@@ -270,6 +270,27 @@ def spec_dict(output: dict[str, Any], audio: dict[str, Any] | None) -> dict[str,
     return d
 
 
+# Three fixed-width columns fit the page's narrow right-hand column (~340 px at a 1400 px window); with
+# width="stretch" a wider column grows them.  Sized by content, a long file name pushed the last off.
+PLAN_COLUMNS = {
+    "entry": st.column_config.TextColumn("entry", width=136,   # longer names are cut, not the columns
+                                         help="clip file or title card, in timeline order"),
+    "time (s)": st.column_config.TextColumn("time (s)", width=84, help="start–end on the output"),
+    "from previous": st.column_config.TextColumn(
+        "from previous", width=118, help="the transition into this entry and its length"),
+}
+
+
+def plan_rows(plan: Any) -> list[dict[str, str]]:
+    """One row per entry: its label, 'start–end' seconds, and the transition into it ('—' for a cut)."""
+    rows = []
+    for e in plan.entries:
+        tr = "—" if e.transition_in == "cut" else f"{e.transition_in} {e.overlap_in / plan.fps:g} s"
+        rows.append({"entry": e.label, "time (s)": f"{e.start / plan.fps:.2f}–{e.end / plan.fps:.2f}",
+                     "from previous": tr})
+    return rows
+
+
 def plan_section(d: dict[str, Any]) -> bool:
     """Validate and show the timeline; False (with the error shown) if the spec is not renderable."""
     from .plan import plan_sequence
@@ -280,9 +301,7 @@ def plan_section(d: dict[str, Any]) -> bool:
     except ValueError as e:
         st.error(str(e))
         return False
-    st.dataframe([{"#": e.index + 1, "entry": e.label, "start (s)": round(e.start / plan.fps, 2),
-                   "seconds": round(e.frames / plan.fps, 2), "in": e.transition_in} for e in plan.entries],
-                 hide_index=True)
+    st.dataframe(plan_rows(plan), hide_index=True, width="stretch", column_config=PLAN_COLUMNS)
     c = st.columns(3)
     c[0].metric("Duration", f"{plan.duration:.2f} s")
     c[1].metric("Frames", plan.frames)
