@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ class RifeInterpolator:
 
     def __init__(self, net: IFNet, device: str = "cpu", scale: float = 1.0, batch: int | None = None,
                  half: bool | None = None, channels_last: bool | None = None, multiple: int | None = None,
-                 compile: bool = False, pad_channels: bool | None = None) -> None:
+                 compile: bool = False, pad_channels: bool | None = None, fused: bool | None = None) -> None:
         if scale not in VALID_SCALES:
             raise ValueError(f"scale={scale!r} is not one of {VALID_SCALES}")
         if batch is not None and batch < 1:
@@ -67,9 +68,29 @@ class RifeInterpolator:
         self.compiled = compile
         if cuda:
             torch.backends.cudnn.benchmark = True
+        self.fused = self._want_fused(fused, cuda)
+        self._fnet = None
+        self._convs = None
+        if self.fused:
+            from .fused import FusedIFNet
+            self._fnet = FusedIFNet(self.net)
+            self._features = self._fnet.features
+            self._convs = self._fnet.block_convs
         if compile:
-            self._forward = torch.compile(self.net, dynamic=False)
-            self._features = torch.compile(self.net.features, dynamic=False)
+            if self.fused:  # the Triton glue stays as it is; each block's convs become one graph
+                self._convs = torch.compile(self._fnet.block_convs, dynamic=False)
+            else:
+                self._forward = torch.compile(self.net, dynamic=False)
+            self._features = torch.compile(self._features, dynamic=False)
+
+    def _want_fused(self, fused: bool | None, cuda: bool) -> bool:
+        """Whether to run the Triton-fused path (default: on CUDA when triton and the scale allow)."""
+        from .fused import available, supports
+        ok = self.net.padded and available() and supports(self.scale)
+        if fused and not ok:
+            raise ValueError(f"fused=True needs padded channels, triton and a flow scale ≤ 1 "
+                             f"(padded={self.net.padded}, triton={available()}, scale={self.scale})")
+        return bool(ok and cuda) if fused is None else bool(fused)
 
     @classmethod
     def from_weights(cls, path: Path | None = None, device: str = "cpu", **kw) -> RifeInterpolator:
@@ -88,6 +109,12 @@ class RifeInterpolator:
             x = F.pad(x, (0, pw, 0, ph))
         mf = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=mf)
+
+    def _step(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """uint8 N×h×w×3 frames at `t` between feature maps `x0` and `x1` (from `_features`)."""
+        if self._fnet is not None:
+            return self._fnet.forward_uint8(x0, x1, t, h, w, self.scale, convs=self._convs)
+        return self._to_uint8(self._forward(x0, x1, t, self.scale), h, w)
 
     @staticmethod
     def _to_uint8(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -122,9 +149,19 @@ class RifeInterpolator:
                 raise ValueError(f"timestep {t!r} is not inside (0, 1)")
         bsz = self.batch or default_batch(self.device.type, h, w)
         io = _CudaIO(self.device, bsz, h, w) if self.device.type == "cuda" else _CpuIO(self.device)
+        try:
+            return self._run(frames, jobs, bsz, h, w, io, on_batch)
+        finally:
+            io.close()
+
+    def _run(self, frames: Sequence[np.ndarray], jobs: Sequence[Job], bsz: int, h: int, w: int,
+             io: _CpuIO | _CudaIO, on_batch: Callable[[list[Job]], None] | None) -> list[np.ndarray]:
+        """The batch loop of `run` (arguments checked there)."""
         feats: dict[int, torch.Tensor] = {}
-        out: list[np.ndarray] = []
+        out: list = []  # arrays, or futures of arrays (CUDA copies finish on worker threads)
         pending = None
+        # all timesteps go up once: a per-batch host->device copy would stall the queue
+        ts = torch.tensor([t for _, t in jobs], dtype=self.dtype).to(self.device)
         for start in range(0, len(jobs), bsz):
             chunk = list(jobs[start:start + bsz])
             need = sorted({i for i, _ in chunk} | {i + 1 for i, _ in chunk})
@@ -140,9 +177,10 @@ class RifeInterpolator:
                 run_chunk = chunk + [chunk[-1]] * (bsz - len(chunk))
             x0 = torch.cat([feats[i] for i, _ in run_chunk])
             x1 = torch.cat([feats[i + 1] for i, _ in run_chunk])
-            t = torch.tensor([t for _, t in run_chunk], dtype=self.dtype).to(self.device, non_blocking=True)
-            y = self._forward(x0, x1, t, self.scale)
-            handle = io.download(self._to_uint8(y[:len(chunk)], h, w))
+            t = ts[start:start + len(chunk)]
+            if len(run_chunk) > len(chunk):
+                t = torch.cat((t, t[-1:].expand(len(run_chunk) - len(chunk))))
+            handle = io.download(self._step(x0, x1, t, h, w)[:len(chunk)])
             if pending is not None:
                 out.extend(io.finish(pending[0]))
                 if on_batch is not None:
@@ -151,7 +189,7 @@ class RifeInterpolator:
         out.extend(io.finish(pending[0]))
         if on_batch is not None:
             on_batch(pending[1])
-        return out
+        return [o.result() if isinstance(o, Future) else o for o in out]
 
 
 class _CpuIO:
@@ -169,18 +207,32 @@ class _CpuIO:
     def finish(self, handle: torch.Tensor) -> list[np.ndarray]:
         return list(handle.cpu().numpy())
 
+    def close(self) -> None:
+        pass
+
 
 class _CudaIO:
-    """Pinned double buffers and a copy stream: H2D/D2H overlap compute on the current stream."""
+    """Pinned buffers and two copy streams: H2D and D2H overlap compute on the current stream
+    and each other (on one shared stream, the next upload would wait behind the last download).
+
+    Host-side copies (frames into pinned memory, results out of it) run on worker threads
+    (numpy releases the GIL while copying), so the next batch is queued while they run.
+    """
+
+    SLOTS = 3
 
     def __init__(self, device: torch.device, batch: int, h: int, w: int) -> None:
         self.device = device
         self.compute = torch.cuda.current_stream(device)
-        self.copy = torch.cuda.Stream(device)
+        self.up = torch.cuda.Stream(device)
+        self.down = torch.cuda.Stream(device)
         self.inp = [torch.empty((batch + 1, h, w, 3), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-        self.outp = [torch.empty((batch, h, w, 3), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        self.outp = [torch.empty((batch, h, w, 3), dtype=torch.uint8, pin_memory=True)
+                     for _ in range(self.SLOTS)]
         self.in_ev: list = [None, None]
+        self.out_futs: list[list[Future]] = [[] for _ in range(self.SLOTS)]
         self.n_in = self.n_out = 0
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rife-io")
 
     def upload(self, frames: list[np.ndarray]) -> torch.Tensor:
         slot = self.n_in % 2
@@ -189,32 +241,38 @@ class _CudaIO:
             self.in_ev[slot].synchronize()  # the copy that last read this buffer is done
         host = self.inp[slot][:len(frames)]
         hn = host.numpy()
-        for j, f in enumerate(frames):
-            hn[j] = f
-        with torch.cuda.stream(self.copy):
+        list(self.pool.map(lambda jf: np.copyto(hn[jf[0]], jf[1]), enumerate(frames)))
+        with torch.cuda.stream(self.up):
             dev = host.to(self.device, non_blocking=True)
             ev = torch.cuda.Event()
-            ev.record(self.copy)
+            ev.record(self.up)
         self.in_ev[slot] = ev
         self.compute.wait_event(ev)
         dev.record_stream(self.compute)
         return dev
 
-    def download(self, y: torch.Tensor) -> tuple[torch.cuda.Event, torch.Tensor]:
-        slot = self.n_out % 2
+    def download(self, y: torch.Tensor) -> tuple[torch.cuda.Event, np.ndarray, int]:
+        slot = self.n_out % self.SLOTS
         self.n_out += 1
+        for f in self.out_futs[slot]:  # results still being copied out of this buffer
+            f.result()
         ready = torch.cuda.Event()
         ready.record(self.compute)
         host = self.outp[slot][:y.shape[0]]
-        with torch.cuda.stream(self.copy):
-            self.copy.wait_event(ready)
+        with torch.cuda.stream(self.down):
+            self.down.wait_event(ready)
             host.copy_(y, non_blocking=True)
             done = torch.cuda.Event()
-            done.record(self.copy)
-        y.record_stream(self.copy)
-        return done, host
+            done.record(self.down)
+        y.record_stream(self.down)
+        return done, host.numpy(), slot
 
-    def finish(self, handle: tuple[torch.cuda.Event, torch.Tensor]) -> list[np.ndarray]:
-        done, host = handle
+    def finish(self, handle: tuple[torch.cuda.Event, np.ndarray, int]) -> list[Future]:
+        done, hn, slot = handle
         done.synchronize()
-        return list(host.numpy().copy())
+        futs = [self.pool.submit(np.array, hn[j], copy=True) for j in range(hn.shape[0])]
+        self.out_futs[slot] = futs
+        return futs
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
