@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cuda_io import HostPipe
 from . import default_batch
 from .ifnet import VALID_SCALES, IFNet, pad_multiple
 
@@ -148,14 +149,15 @@ class RifeInterpolator:
             if not 0.0 < t < 1.0:
                 raise ValueError(f"timestep {t!r} is not inside (0, 1)")
         bsz = self.batch or default_batch(self.device.type, h, w)
-        io = _CudaIO(self.device, bsz, h, w) if self.device.type == "cuda" else _CpuIO(self.device)
+        io = (HostPipe(self.device, (bsz + 1, h, w, 3), (bsz, h, w, 3)) if self.device.type == "cuda"
+              else _CpuIO(self.device))
         try:
             return self._run(frames, jobs, bsz, h, w, io, on_batch)
         finally:
             io.close()
 
     def _run(self, frames: Sequence[np.ndarray], jobs: Sequence[Job], bsz: int, h: int, w: int,
-             io: _CpuIO | _CudaIO, on_batch: Callable[[list[Job]], None] | None) -> list[np.ndarray]:
+             io: _CpuIO | HostPipe, on_batch: Callable[[list[Job]], None] | None) -> list[np.ndarray]:
         """The batch loop of `run` (arguments checked there)."""
         feats: dict[int, torch.Tensor] = {}
         out: list = []  # arrays, or futures of arrays (CUDA copies finish on worker threads)
@@ -209,70 +211,3 @@ class _CpuIO:
 
     def close(self) -> None:
         pass
-
-
-class _CudaIO:
-    """Pinned buffers and two copy streams: H2D and D2H overlap compute on the current stream
-    and each other (on one shared stream, the next upload would wait behind the last download).
-
-    Host-side copies (frames into pinned memory, results out of it) run on worker threads
-    (numpy releases the GIL while copying), so the next batch is queued while they run.
-    """
-
-    SLOTS = 3
-
-    def __init__(self, device: torch.device, batch: int, h: int, w: int) -> None:
-        self.device = device
-        self.compute = torch.cuda.current_stream(device)
-        self.up = torch.cuda.Stream(device)
-        self.down = torch.cuda.Stream(device)
-        self.inp = [torch.empty((batch + 1, h, w, 3), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-        self.outp = [torch.empty((batch, h, w, 3), dtype=torch.uint8, pin_memory=True)
-                     for _ in range(self.SLOTS)]
-        self.in_ev: list = [None, None]
-        self.out_futs: list[list[Future]] = [[] for _ in range(self.SLOTS)]
-        self.n_in = self.n_out = 0
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rife-io")
-
-    def upload(self, frames: list[np.ndarray]) -> torch.Tensor:
-        slot = self.n_in % 2
-        self.n_in += 1
-        if self.in_ev[slot] is not None:
-            self.in_ev[slot].synchronize()  # the copy that last read this buffer is done
-        host = self.inp[slot][:len(frames)]
-        hn = host.numpy()
-        list(self.pool.map(lambda jf: np.copyto(hn[jf[0]], jf[1]), enumerate(frames)))
-        with torch.cuda.stream(self.up):
-            dev = host.to(self.device, non_blocking=True)
-            ev = torch.cuda.Event()
-            ev.record(self.up)
-        self.in_ev[slot] = ev
-        self.compute.wait_event(ev)
-        dev.record_stream(self.compute)
-        return dev
-
-    def download(self, y: torch.Tensor) -> tuple[torch.cuda.Event, np.ndarray, int]:
-        slot = self.n_out % self.SLOTS
-        self.n_out += 1
-        for f in self.out_futs[slot]:  # results still being copied out of this buffer
-            f.result()
-        ready = torch.cuda.Event()
-        ready.record(self.compute)
-        host = self.outp[slot][:y.shape[0]]
-        with torch.cuda.stream(self.down):
-            self.down.wait_event(ready)
-            host.copy_(y, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record(self.down)
-        y.record_stream(self.down)
-        return done, host.numpy(), slot
-
-    def finish(self, handle: tuple[torch.cuda.Event, np.ndarray, int]) -> list[Future]:
-        done, hn, slot = handle
-        done.synchronize()
-        futs = [self.pool.submit(np.array, hn[j], copy=True) for j in range(hn.shape[0])]
-        self.out_futs[slot] = futs
-        return futs
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)

@@ -16,6 +16,7 @@ from torch import nn
 
 from studio import weights as W
 
+from ..cuda_io import HostPipe
 from .archs import ArchInfo, build_model
 from .tiling import forward_with_backoff
 from .weights import MODEL_WEIGHTS
@@ -146,6 +147,54 @@ class Upscaler:
         batch = self.batch or int(max(1, min(_MAX_BATCH[arch], budget // max(per_frame, 1))))
         return tile, batch
 
+    def _batches(self, frames: np.ndarray, out: np.ndarray, out_scale: int, batch: int, tile: int,
+                 fixed: bool, pipe: HostPipe | None, on_batch: Callable[[int, int], None] | None) -> int:
+        """The batch loop of `run`: fills `out`, returns the tile size it ended with.
+
+        With a `pipe` (CUDA), uploads, downloads and host copies overlap the next batch's compute.
+        """
+        t, h, w, _ = frames.shape
+        dev, dtype = self.loaded.device, self.loaded.dtype
+        pending = None
+        futs = []
+        for i in range(0, t, batch):
+            part = frames[i:i + batch]
+            k = len(part)
+            if fixed and k < batch and t > batch:
+                part = np.concatenate([part, np.repeat(part[-1:], batch - k, 0)])
+            if pipe is not None:
+                chunk = pipe.upload(part)
+            else:
+                chunk = torch.from_numpy(np.ascontiguousarray(part)).to(dev)
+            x = chunk.permute(0, 3, 1, 2).to(dtype).div_(255.0)
+            y, tile = self.upscale_tensor(x, tile)
+            y = y[:k]
+            if out_scale * 2 == self.scale:          # exact INTER_AREA for a factor of 2
+                y = F.avg_pool2d(y, 2)
+            q = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            if pipe is not None:
+                handle = pipe.download(q)
+                if pending is not None:
+                    futs += pipe.finish(pending[0], out[pending[1]:pending[1] + pending[2]])
+                    if on_batch is not None:
+                        on_batch(pending[1] + pending[2], t)
+                pending = (handle, i, k)
+                continue
+            if q.shape[1] == h * out_scale:
+                torch.from_numpy(out[i:i + k]).copy_(q)    # straight into the result, no extra copy
+            else:
+                out[i:i + k] = [cv2.resize(f, (w * out_scale, h * out_scale), interpolation=cv2.INTER_AREA)
+                                for f in q.cpu().numpy()]
+            if on_batch is not None:
+                on_batch(min(i + batch, t), t)
+        if pending is not None:
+            futs += pipe.finish(pending[0], out[pending[1]:pending[1] + pending[2]])
+            for f in futs:
+                f.result()
+            if on_batch is not None:
+                on_batch(t, t)
+        return tile
+
     # -- tensors --------------------------------------------------------------------------
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, tile: int) -> tuple[torch.Tensor, int]:
@@ -175,28 +224,17 @@ class Upscaler:
         t, h, w, _ = frames.shape
         planned, batch = self.plan(h, w)
         tile = planned
-        dev, dtype = self.loaded.device, self.loaded.dtype
+        dev = self.loaded.device
         fixed = self._maybe_compile()   # compiled: keep every batch the same shape (no recompiles)
         out = np.empty((t, h * out_scale, w * out_scale, 3), np.uint8)
-        for i in range(0, t, batch):
-            part = frames[i:i + batch]
-            k = len(part)
-            if fixed and k < batch and t > batch:
-                part = np.concatenate([part, np.repeat(part[-1:], batch - k, 0)])
-            chunk = torch.from_numpy(np.ascontiguousarray(part)).to(dev, non_blocking=True)
-            x = chunk.permute(0, 3, 1, 2).to(dtype).div_(255.0)
-            y, tile = self.upscale_tensor(x, tile)
-            y = y[:k]
-            if out_scale * 2 == self.scale:          # exact INTER_AREA for a factor of 2
-                y = F.avg_pool2d(y, 2)
-            q = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-            if q.shape[1] == h * out_scale:
-                torch.from_numpy(out[i:i + k]).copy_(q)    # straight into the result, no extra copy
-            else:
-                out[i:i + k] = [cv2.resize(f, (w * out_scale, h * out_scale), interpolation=cv2.INTER_AREA)
-                                for f in q.cpu().numpy()]
-            if on_batch is not None:
-                on_batch(min(i + batch, t), t)
+        pipe = None
+        if dev.type == "cuda" and (out_scale == self.scale or 2 * out_scale == self.scale):
+            pipe = HostPipe(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3))
+        try:
+            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch)
+        finally:
+            if pipe is not None:
+                pipe.close()
         if tile != planned:   # an OOM back-off happened: later runs start from the smaller tile
             self.tile = tile
         return out
