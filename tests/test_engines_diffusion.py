@@ -211,3 +211,39 @@ def test_channels_last_vae_skips_3d_convs_of_svd():
     assert done["channels_last_vae"] == len(convs2d) > 0
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs2d)
     assert any(isinstance(m, torch.nn.Conv3d) for m in pipe.vae.modules())
+
+
+@pytest.mark.parametrize("eid, encoders", [("i2vgen-xl", ("text_encoder", "image_encoder")),
+                                           ("svd", ("image_encoder",))])
+def test_embeddings_are_reused_between_requests_with_the_same_output(eid, encoders):
+    """A new seed (or steps) with the same prompt and image reuses the embeddings; frames equal a
+    run whose cache was emptied; a new prompt encodes again (text engines)."""
+    pipe = pipe_for(eid)
+    calls = {name: 0 for name in encoders}
+    for name in encoders:
+        mod = getattr(pipe, name)
+        orig = mod.forward
+
+        def counting(*a, _orig=orig, _name=name, **k):
+            calls[_name] += 1
+            return _orig(*a, **k)
+        mod.forward = counting
+    try:
+        pipe.__dict__.pop("_studio_embed_cache", None)
+        run(eid, seed=1)
+        first = dict(calls)
+        assert all(v >= 1 for v in first.values()), first
+        reused = run(eid, seed=2)
+        assert calls == first and reused.meta["embeddings_reused"] >= 1
+        pipe.__dict__.pop("_studio_embed_cache", None)
+        fresh = run(eid, seed=2)
+        assert fresh.meta["embeddings_reused"] == 0
+        assert np.array_equal(reused.frames, fresh.frames)
+        if "text_encoder" in encoders:
+            before = dict(calls)
+            run(eid, seed=2, prompt="a dog panning left")
+            assert calls["text_encoder"] > before["text_encoder"]
+            assert calls["image_encoder"] == before["image_encoder"]
+    finally:
+        for name in encoders:
+            del getattr(pipe, name).forward

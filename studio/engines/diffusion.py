@@ -19,6 +19,7 @@ from ..clip import Clip
 from ..context import RunContext
 from ..params import Param
 from .base import Engine, WeightsStatus
+from .embed_cache import cached_encoders
 
 if TYPE_CHECKING:
     from ..request import GenerationRequest
@@ -111,6 +112,8 @@ class DiffusionEngine(Engine):
     dtype_pref: ClassVar[str] = "fp16"
     uses_callbacks: ClassVar[bool] = True
     supports_loras = True
+    embed_methods: ClassVar[tuple[str, ...]] = ("encode_prompt",)
+    """Pipeline methods whose results are reused for equal arguments (see `embed_cache`)."""
 
     # ---- weights ------------------------------------------------------------------------------
     def status(self) -> WeightsStatus:
@@ -193,7 +196,10 @@ class DiffusionEngine(Engine):
         for note in self.notes(req):
             ctx.log.warning("%s: %s", self.id, note)
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        # LoRAs loaded by a pipeline's own loader may reach its encoders: they key the cache too
+        salt = tuple((lr.name, lr.strength) for lr in req.loras) if self.lora_mode == "pipeline" else None
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
+                cached_encoders(pipe, self.embed_methods, salt) as cache_stats:
             # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
             torch.manual_seed(int(req.seed))
             if self.uses_callbacks:
@@ -204,5 +210,5 @@ class DiffusionEngine(Engine):
         ctx.check_cancel()
         frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)
         meta = {"engine": self.id, "seed": int(req.seed), "steps": rep.total, "loras": applied,
-                "notes": self.notes(req)}
+                "notes": self.notes(req), "embeddings_reused": cache_stats["hits"]}
         return Clip(frames=frames, fps=float(req.fps), meta=meta)

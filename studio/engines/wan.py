@@ -40,6 +40,7 @@ class WanI2VEngine(DiffusionEngine):
     pipeline_class = "WanImageToVideoPipeline"
     denoiser = "transformer"
     lora_mode = "pipeline"
+    embed_methods = ("encode_prompt", "encode_image")
     dtype_pref = "bf16"
     spec_overrides: ClassVar[dict[str, Param]] = {
         "steps": SPEC["steps"].override(default=40),
