@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -252,6 +253,16 @@ def bench_i2vgen(args, res: dict) -> None:
     res["i2vgen_stock"] = {"seconds": round(t, 3), "peak_gb": round(peak, 3),
                            "setting": "512x512, 16 frames, 50 DDIM steps, CFG 9, fp16, decode_chunk 1"}
     log.info("stock %.2fs %.2fGB", t, peak)
+    # the cfg_cutoff fast preset, on the eager pipeline (before any compile): cost vs stock
+    from studio.engines.diffusion import cfg_truncation
+    for cut, steps in ((0.5, 50), (0.3, 50), (0.5, 30)):
+        with cfg_truncation(pipe.unet, math.ceil(cut * steps)):
+            fast, t, peak = timed(lambda s=steps: pipe(**i2vgen_kwargs(pipe, dev, steps=s)).frames[0], dev)
+        res[f"i2vgen_fast_cfg_cutoff_{cut}_{steps}steps_eager"] = {
+            "seconds": round(t, 3), "peak_gb": round(peak, 3),
+            "stock_eager_s": res["i2vgen_stock"]["seconds"], "quality_cost_vs_stock": compare(stock, fast)}
+        log.info("cfg_cutoff %.1f, %d steps: %.2fs", cut, steps, t)
+    _save(args, res)
     best = args.variant or unet_sweep(args, pipe, res)
     kw = dict(UNET_VARIANTS[best])
     t0 = time.perf_counter()

@@ -247,3 +247,44 @@ def test_embeddings_are_reused_between_requests_with_the_same_output(eid, encode
     finally:
         for name in encoders:
             del getattr(pipe, name).forward
+
+
+@pytest.mark.parametrize("eid", ["i2vgen-xl", "svd"])
+def test_cfg_cutoff_fast_preset(eid):
+    """cfg_cutoff=1 is the model's own output; 0.5 runs the UNet at batch 2 then 1 and changes the
+    frames; 0 equals guidance 1 (the conditional branch alone) — all on the same seed."""
+    eng = get_engine(eid)
+    assert "cfg_cutoff" in eng.extra_spec()
+    pipe = pipe_for(eid)
+
+    def go(cut: float, guidance: float = 3.0, steps: int = 4):
+        req = request(eid, seed=3)
+        req.steps, req.guidance = steps, guidance
+        req.extra["cfg_cutoff"] = cut
+        sizes = []
+        unet = pipe.unet
+        orig = type(unet).forward
+
+        def spy(self, *a, **k):
+            sizes.append(int((a[0] if a else k["sample"]).shape[0]))
+            return orig(self, *a, **k)
+        type(unet).forward = spy
+        try:
+            return eng.run(pipe, IMAGE, req, RunContext()), sizes
+        finally:
+            type(unet).forward = orig
+
+    full, s_full = go(1.0)
+    half, s_half = go(0.5)
+    none, s_none = go(0.0)
+    plain, s_plain = go(1.0, guidance=1.0)
+    assert s_full == [2, 2, 2, 2] and s_half == [2, 2, 1, 1] and s_none == [1, 1, 1, 1]
+    assert s_plain == [1, 1, 1, 1]
+    assert "cfg_steps" not in full.meta and half.meta["cfg_steps"] == 2 and none.meta["cfg_steps"] == 0
+    assert any("cfg_cutoff=0.5" in n and "changes the output" in n for n in half.meta["notes"])
+    assert not np.array_equal(full.frames, half.frames)
+    assert np.abs(none.frames.astype(int) - plain.frames.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="cfg_cutoff"):
+        bad = request(eid)
+        bad.extra["cfg_cutoff"] = 1.5
+        bad.check()

@@ -9,7 +9,8 @@ cancel per denoising step, the seed, and frames -> `Clip`.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+import math
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,49 @@ COMMON_EXTRA: dict[str, Param] = {
     "compile": Param("compile", bool, False, "torch.compile the denoiser (CUDA; same output, "
                      "first run compiles, later runs use the cache in models/.cache).", advanced=True),
 }
+
+
+CFG_CUTOFF = Param(
+    "cfg_cutoff", float, 1.0, "Fast preset (changes the output): the share of denoising steps that use "
+    "classifier-free guidance; later steps run the conditional branch only, at about half their cost. "
+    "1 = guidance on every step (the model's own output).", min=0.0, max=1.0, step=0.05, advanced=True)
+
+
+@contextmanager
+def cfg_truncation(model: Any, cfg_steps: int):
+    """After `cfg_steps` calls, run the batched-CFG denoiser `model` on the conditional half only.
+
+    The pipelines batch [unconditional, conditional] (batch 2 for one video) and mix the halves as
+    uncond + g·(cond − uncond); returning the conditional prediction for both halves makes that
+    mix equal to the conditional prediction, as with guidance 1.  Every batch-2 tensor argument is
+    cut to its second half.  Yields the list of batch sizes the model was run at.
+    """
+    import torch
+    orig = model.forward
+    sizes: list[int] = []
+
+    def half(v: Any) -> Any:
+        return v[1:] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == 2 else v
+
+    def twice(v: Any) -> Any:
+        return torch.cat((v, v)) if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == 1 else v
+
+    def forward(*a: Any, **k: Any) -> Any:
+        sample = a[0] if a else k.get("sample")
+        if len(sizes) < cfg_steps or sample is None or sample.shape[0] != 2:
+            sizes.append(int(sample.shape[0]) if sample is not None else -1)
+            return orig(*a, **k)
+        sizes.append(1)
+        out = orig(*[half(v) for v in a], **{n: half(v) for n, v in k.items()})
+        if isinstance(out, tuple):
+            return tuple(twice(v) for v in out)
+        out.sample = twice(out.sample)
+        return out
+    model.forward = forward
+    try:
+        yield sizes
+    finally:
+        del model.forward  # the instance attribute; the class method shows again
 
 
 def to_uint8_frames(frames: Any) -> np.ndarray:
@@ -112,6 +156,8 @@ class DiffusionEngine(Engine):
     dtype_pref: ClassVar[str] = "fp16"
     uses_callbacks: ClassVar[bool] = True
     supports_loras = True
+    cfg_batched: ClassVar[bool] = False
+    """The pipeline batches CFG's two branches into one denoiser call (enables `cfg_cutoff`)."""
     embed_methods: ClassVar[tuple[str, ...]] = ("encode_prompt",)
     """Pipeline methods whose results are reused for equal arguments (see `embed_cache`)."""
 
@@ -122,7 +168,24 @@ class DiffusionEngine(Engine):
 
     def extra_spec(self) -> dict[str, Param]:
         """Common memory/compile settings plus the engine's own."""
-        return {**COMMON_EXTRA, **self.extra_params}
+        fast = {"cfg_cutoff": CFG_CUTOFF} if self.cfg_batched else {}
+        return {**COMMON_EXTRA, **fast, **self.extra_params}
+
+    def cfg_steps(self, req: GenerationRequest) -> int | None:
+        """Steps that keep guidance under the `cfg_cutoff` fast preset; None when it is off."""
+        cut = float(req.extra.get("cfg_cutoff", 1.0))
+        if not self.cfg_batched or cut >= 1.0 or req.guidance <= 1.0:
+            return None
+        return int(math.ceil(cut * req.steps))
+
+    def fast_notes(self, req: GenerationRequest) -> list[str]:
+        """What the fast presets in this request change."""
+        n = self.cfg_steps(req)
+        if n is None:
+            return []
+        return [f"fast preset cfg_cutoff={req.extra.get('cfg_cutoff')}: guidance on {n} of {req.steps} "
+                f"steps, the conditional branch alone after that; this changes the output "
+                f"(measured cost: README, 'Fast presets')"]
 
     def load(self, device: str, extra: dict[str, Any]) -> modelmgr.Loaded:
         """The loaded pipeline for these settings (evicting any other)."""
@@ -193,13 +256,17 @@ class DiffusionEngine(Engine):
         kwargs = self.pipe_kwargs(pipe, pil, req, generator)
         kwargs.setdefault("output_type", "np")
         rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)))
-        for note in self.notes(req):
+        notes = self.notes(req) + self.fast_notes(req)
+        for note in notes:
             ctx.log.warning("%s: %s", self.id, note)
+        n_cfg = self.cfg_steps(req)
+        trunc = (cfg_truncation(getattr(pipe, self.denoiser), n_cfg) if n_cfg is not None
+                 else nullcontext([]))
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         # LoRAs loaded by a pipeline's own loader may reach its encoders: they key the cache too
         salt = tuple((lr.name, lr.strength) for lr in req.loras) if self.lora_mode == "pipeline" else None
         with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
-                cached_encoders(pipe, self.embed_methods, salt) as cache_stats:
+                cached_encoders(pipe, self.embed_methods, salt) as cache_stats, trunc as batch_sizes:
             # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
             torch.manual_seed(int(req.seed))
             if self.uses_callbacks:
@@ -210,5 +277,7 @@ class DiffusionEngine(Engine):
         ctx.check_cancel()
         frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)
         meta = {"engine": self.id, "seed": int(req.seed), "steps": rep.total, "loras": applied,
-                "notes": self.notes(req), "embeddings_reused": cache_stats["hits"]}
+                "notes": notes, "embeddings_reused": cache_stats["hits"]}
+        if n_cfg is not None:
+            meta["cfg_steps"] = sum(1 for b in batch_sizes if b == 2)
         return Clip(frames=frames, fps=float(req.fps), meta=meta)

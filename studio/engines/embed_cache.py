@@ -47,6 +47,15 @@ def _key(x: Any) -> Any:
     raise _Unkeyable(type(x).__name__)
 
 
+def _cfg_state(pipe: Any) -> Any:
+    """The pipeline's `do_classifier_free_guidance` for this call (None where it has none)."""
+    try:
+        v = pipe.do_classifier_free_guidance
+    except Exception:  # noqa: BLE001 - a property that needs state the pipeline has not set
+        return None
+    return bool(v) if v is not None else None
+
+
 def _clone(x: Any) -> Any:
     import torch
     if isinstance(x, torch.Tensor):
@@ -75,7 +84,9 @@ def cached_encoders(pipe: Any, methods: tuple[str, ...], salt: Any = None) -> It
 
         def call(*a: Any, _orig=orig, _name=name, **k: Any) -> Any:
             try:
-                key = (_name, _key(salt), _key(a), tuple(sorted((n, _key(v)) for n, v in k.items())))
+                # some encoders read the pipeline's CFG switch instead of taking it as an argument
+                cfg = _cfg_state(pipe)
+                key = (_name, _key(salt), cfg, _key(a), tuple(sorted((n, _key(v)) for n, v in k.items())))
             except _Unkeyable:
                 return _orig(*a, **k)
             if key in cache:

@@ -26,6 +26,7 @@ class I2VGenXLEngine(DiffusionEngine):
     engine_dir = "i2vgen-xl"
     pipeline_class = "I2VGenXLPipeline"
     uses_callbacks = False
+    cfg_batched = True
     embed_methods = ("encode_prompt", "_encode_image")
     spec_overrides: ClassVar[dict[str, Param]] = {
         "steps": SPEC["steps"].override(default=50),

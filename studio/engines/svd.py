@@ -39,6 +39,7 @@ class SVDEngine(DiffusionEngine):
     id = "svd"
     family = "svd"
     embed_methods = ("_encode_image",)
+    cfg_batched = True
     label = "Stable Video Diffusion"
     description = "Image-only motion (the prompt only sets motion intensity)."
     repo = "stabilityai/stable-video-diffusion-img2vid"
