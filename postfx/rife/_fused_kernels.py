@@ -177,3 +177,14 @@ def final(F0, F1, SRC, sn, sc, sy, sx, FLOW, MF, OUT, total, H, W, h, w,
     r = tl.floor(tl.minimum(tl.maximum(r, 0.0), 1.0) * 255.0 + 0.5)
     tl.store(OUT + idx.to(tl.int64)[:, None] * 3 + c8[None, :], r.to(tl.uint8),
              mask=valid[:, None] & (c8[None, :] < 3))
+
+
+@triton.jit
+def add_leaky(Y, X, n, BLOCK: tl.constexpr):
+    """Y = leaky_relu(Y + X, 0.2) in place, over n elements of two same-layout dense tensors."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = idx < n
+    y = tl.load(Y + idx, mask=m, other=0.0).to(tl.float32)
+    y += tl.load(X + idx, mask=m, other=0.0).to(tl.float32)
+    y = tl.where(y >= 0.0, y, y * 0.2)
+    tl.store(Y + idx, y.to(Y.dtype.element_ty), mask=m)

@@ -27,6 +27,7 @@ import copy
 import importlib.util
 
 import torch
+import torch.nn.functional as F
 
 from .ifnet import FLOW_SCALES, IFNet
 
@@ -44,9 +45,50 @@ def supports(scale: float) -> bool:
     return all(float(s / scale).is_integer() and s / scale >= 1 for s in FLOW_SCALES)
 
 
-def _launch(name: str, total: int, *args, **meta) -> None:
+def _launch(name: str, total: int, *args, block: int = BLOCK, **meta) -> None:
     from . import _fused_kernels as k
-    getattr(k, name)[(-(-total // BLOCK),)](*args, BLOCK=BLOCK, **meta)
+    getattr(k, name)[(-(-total // block),)](*args, BLOCK=block, **meta)
+
+
+def _add_leaky(y: torch.Tensor, x: torch.Tensor, triton_glue: bool) -> torch.Tensor:
+    """leaky_relu(y + x, 0.2), in place into y (one Triton pass when the layouts allow)."""
+    n = y.numel()
+    if (triton_glue and y.stride() == x.stride() and y.dtype == x.dtype and n < 2**31
+            and y.is_contiguous(memory_format=torch.channels_last)):
+        _launch("add_leaky", n, y, x, n, block=1024)
+        return y
+    return F.leaky_relu_(y.add_(x), 0.2)
+
+
+def _folded(conv: torch.nn.Conv2d, beta: torch.Tensor) -> torch.nn.Conv2d:
+    """`conv` with the per-channel gain `beta` multiplied into its weights and bias (in float32)."""
+    new = copy.deepcopy(conv)
+    g = beta.detach().reshape(-1).float()
+    with torch.no_grad():
+        new.weight.copy_((conv.weight.float() * g.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+        new.bias.copy_((conv.bias.float() * g).to(conv.bias.dtype))
+    return new
+
+
+class _FastBlock(torch.nn.Module):
+    """One IFBlock's convolutions for the fused path: the first conv permuted to the kernels'
+    channel order, each ResConv's gain folded into its conv, and no PixelShuffle (the
+    `block_output`/`final` kernels read the transposed conv's output in place)."""
+
+    def __init__(self, block, perm: list[int]) -> None:
+        super().__init__()
+        self.first = _permuted(block.conv0[0][0], perm)
+        self.second = block.conv0[1][0]
+        self.res = torch.nn.ModuleList(_folded(r.conv, r.beta) for r in block.convblock)
+        self.last = block.lastconv[0]
+
+    def forward(self, x: torch.Tensor, triton_glue: bool = True) -> torch.Tensor:
+        """(B, C, h, w) channels_last block input -> the transposed conv's (B, 56, h/2, w/2)."""
+        x = F.leaky_relu_(self.first(x), 0.2)
+        x = F.leaky_relu_(self.second(x), 0.2)
+        for conv in self.res:
+            x = _add_leaky(conv(x), x, triton_glue)
+        return self.last(x)
 
 
 # Block-input channel order of the kernels (see _fused_kernels) -> the IFNet's padded order.
@@ -76,9 +118,9 @@ class FusedIFNet(torch.nn.Module):
         if not net.padded:
             raise ValueError("FusedIFNet needs an IFNet with pad_for_tensor_cores() applied")
         self.net = net
-        self.blocks = (net.block0, net.block1, net.block2, net.block3, net.block4)
-        self.first = torch.nn.ModuleList(_permuted(b.conv0[0][0], _PERM_FIRST if k == 0 else _PERM_REST)
-                                         for k, b in enumerate(self.blocks))
+        blocks = (net.block0, net.block1, net.block2, net.block3, net.block4)
+        self.fast = torch.nn.ModuleList(_FastBlock(b, _PERM_FIRST if k == 0 else _PERM_REST)
+                                        for k, b in enumerate(blocks))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) frames in 0..1 -> (B, H, W, 8) float16: RGB, 4 features, a zero channel."""
@@ -87,23 +129,21 @@ class FusedIFNet(torch.nn.Module):
         return x.permute(0, 2, 3, 1).contiguous()
 
     @staticmethod
-    def block_convs(block, first: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        """The block's convolutions (its first conv replaced by `first`) on an NCHW-view input,
-        up to its transposed conv: the PixelShuffle is left to the `block_output` kernel."""
-        x = block.conv0[1](block.conv0[0][1](first(x)))
-        return block.lastconv[0](block.convblock(x))
+    def block_convs(fast: _FastBlock, x: torch.Tensor) -> torch.Tensor:
+        """A block's convolutions in plain torch ops (what `torch.compile` is given to fuse)."""
+        return fast(x, triton_glue=False)
 
     def forward_uint8(self, x0: torch.Tensor, x1: torch.Tensor, timestep: torch.Tensor, h: int, w: int,
                       scale: float = 1.0, convs=None) -> torch.Tensor:
         """uint8 (B, h, w, 3) frames at `timestep` (B values) between feature maps `x0`/`x1`.
 
         `x0`, `x1`: (B, H, W, 8) float16 from `features`; H, W multiples of `pad_multiple(scale)`.
-        `convs(block, first, x)`: how to run a block's convolutions (default `block_convs`; pass
-        a compiled version to fuse its activations).
+        `convs(fast_block, x)`: how to run a block's convolutions (default: eagerly, with a
+        Triton add+LeakyReLU; pass a compiled `block_convs` to fuse its activations).
         """
         if not supports(scale):
             raise ValueError(f"scale={scale!r} is not supported by the fused kernels (needs ≤ 1)")
-        convs = convs or self.block_convs
+        convs = convs or (lambda fast, x: fast(x))
         b, hh, ww, c = x0.shape
         if c != 8 or x1.shape != x0.shape:
             raise ValueError(f"x0/x1 must both be (B, H, W, 8) features, got {tuple(x0.shape)} "
@@ -116,9 +156,9 @@ class FusedIFNet(torch.nn.Module):
         flow = torch.empty((b, hh, ww, 4), device=dev, dtype=torch.float32)
         mf = torch.empty((b, hh, ww, 16), device=dev, dtype=torch.float16)
         total = b * hh * ww
-        wdt = self.first[0].weight.dtype
-        last = len(self.blocks) - 1
-        for k, (block, s0) in enumerate(zip(self.blocks, FLOW_SCALES, strict=True)):
+        wdt = self.fast[0].first.weight.dtype
+        last = len(FLOW_SCALES) - 1
+        for k, s0 in enumerate(FLOW_SCALES):
             s = int(s0 / scale)
             h2, w2 = hh // s, ww // s
             cin = 16 if k == 0 else 32
@@ -127,7 +167,7 @@ class FusedIFNet(torch.nn.Module):
             off = 0 if s == 1 else s // 2 - 1
             _launch("block_input", b * h2 * w2, x0, x1, flow, mf, t, inp, b * h2 * w2, hh, ww, h2, w2,
                     s, off, 1.0 / s, HAS_FLOW=k > 0, NSUB=nsub, C_OUT=cin)
-            out = convs(block, self.first[k], inp.permute(0, 3, 1, 2).to(wdt))
+            out = convs(self.fast[k], inp.permute(0, 3, 1, 2).to(wdt))
             sn, sc, sy, sx = out.stride()
             if k == last and s == 1:  # the final kernel reads this output in place
                 break

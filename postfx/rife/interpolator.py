@@ -76,7 +76,6 @@ class RifeInterpolator:
             from .fused import FusedIFNet
             self._fnet = FusedIFNet(self.net)
             self._features = self._fnet.features
-            self._convs = self._fnet.block_convs
         if compile:
             if self.fused:  # the Triton glue stays as it is; each block's convs become one graph
                 self._convs = torch.compile(self._fnet.block_convs, dynamic=False)
