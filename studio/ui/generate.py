@@ -86,13 +86,8 @@ def input_section() -> str | None:
     if src == "Upload":
         up = st.file_uploader("Photo", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
                               key="gen_upload", help="The still image to animate.")
-        if up is not None and st.session_state.get("gen_upload_id") != up.file_id:
-            try:
-                st.session_state["gen_image"] = str(accept_image(up.name, up.getvalue()))
-                st.session_state["gen_upload_id"] = up.file_id
-            except ValueError as e:
-                st.session_state["gen_image"] = None
-                st.error(f"Cannot use this image — {e}")
+        if up is not None:
+            keep_upload(up, "gen_image", "gen_upload_id", accept_image, "image")
     elif src == "From the gallery":
         imgs = sorted((p for p in uploads_dir().iterdir() if p.is_file() and not p.name.startswith(".")),
                       key=lambda p: p.stat().st_mtime, reverse=True)
@@ -232,6 +227,19 @@ def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[s
     return vals
 
 
+def keep_upload(up: Any, path_key: str, id_key: str, accept: Any, what: str) -> None:
+    """Save a new upload once (by its file id) with `accept(name, data)`; its path goes to
+    `st.session_state[path_key]`, or None and an error naming the problem."""
+    if st.session_state.get(id_key) == up.file_id:
+        return
+    try:
+        st.session_state[path_key] = str(accept(up.name, up.getvalue()))
+        st.session_state[id_key] = up.file_id
+    except ValueError as e:
+        st.session_state[path_key] = None
+        st.error(f"Cannot use this {what} — {e}")
+
+
 def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dict[str, Any]:
     """An optional audio track (upload) and its fade, for codecs that can carry audio.
 
@@ -247,13 +255,8 @@ def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dic
         st.caption(f"{what} cannot carry audio: choose an H.264, H.265, VP9 or ProRes video to add a track.")
         widget(spec["audio_fade"], prefix + "audio_fade", label="Audio fade (s)", disabled=True)
         return {"audio": None}
-    if up is not None and st.session_state.get("gen_audio_id") != up.file_id:
-        try:
-            st.session_state["gen_audio"] = str(accept_audio(up.name, up.getvalue()))
-            st.session_state["gen_audio_id"] = up.file_id
-        except ValueError as e:
-            st.session_state["gen_audio"] = None
-            st.error(f"Cannot use this audio — {e}")
+    if up is not None:
+        keep_upload(up, "gen_audio", "gen_audio_id", accept_audio, "audio")
     elif up is None and st.session_state.pop("gen_audio_id", None):
         st.session_state["gen_audio"] = None          # the upload was removed
     path = st.session_state.get("gen_audio")
