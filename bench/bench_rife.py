@@ -93,21 +93,29 @@ def time_ours(runner: RifeInterpolator, frames: list[np.ndarray], reps: int, dev
             "peak_vram_mb": peak_mb(device)}
 
 
-def gpu_only_ours(runner: RifeInterpolator, frames: list[np.ndarray], iters: int = 10) -> float:
-    """Frames/s of the net alone (inputs already on the GPU, features included, no host copies)."""
+def _net_pass(runner: RifeInterpolator, frames: list[np.ndarray]):
+    """(b, one batched forward with features, on inputs already on the GPU) for the GPU-only timings."""
     b = runner.batch or 8
     h, w = frames[0].shape[:2]
     x = runner._to_net(torch.from_numpy(np.stack(frames[:b + 1])).to(runner.device))
     t = torch.full((b,), 0.5, device=runner.device, dtype=runner.dtype)
+
+    def one() -> None:
+        f = runner._features(x)
+        runner._step(f[:b], f[1:], t, h, w)
+    return b, one
+
+
+def gpu_only_ours(runner: RifeInterpolator, frames: list[np.ndarray], iters: int = 10) -> float:
+    """Frames/s of the net alone (inputs already on the GPU, features included, no host copies)."""
+    b, one = _net_pass(runner, frames)
     with torch.inference_mode():
         for _ in range(3):
-            f = runner._features(x)
-            runner._step(f[:b], f[1:], t, h, w)
+            one()
         sync("cuda")
         t0 = time.perf_counter()
         for _ in range(iters):
-            f = runner._features(x)
-            runner._step(f[:b], f[1:], t, h, w)
+            one()
         sync("cuda")
     return round(b * iters / (time.perf_counter() - t0), 2)
 
@@ -115,18 +123,13 @@ def gpu_only_ours(runner: RifeInterpolator, frames: list[np.ndarray], iters: int
 def profile_top(runner: RifeInterpolator, frames: list[np.ndarray], rows: int = 18) -> list[dict]:
     """The GPU kernels that take the most time in one batched forward (features included)."""
     from torch.profiler import ProfilerActivity, profile
-    b = runner.batch or 8
-    h, w = frames[0].shape[:2]
-    x = runner._to_net(torch.from_numpy(np.stack(frames[:b + 1])).to(runner.device))
-    t = torch.full((b,), 0.5, device=runner.device, dtype=runner.dtype)
+    b, one = _net_pass(runner, frames)
     with torch.inference_mode():
         for _ in range(2):
-            f = runner._features(x)
-            runner._step(f[:b], f[1:], t, h, w)
+            one()
         sync("cuda")
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            f = runner._features(x)
-            runner._step(f[:b], f[1:], t, h, w)
+            one()
             sync("cuda")
     evs = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
     total = sum(e.device_time_total for e in evs)
