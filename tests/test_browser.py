@@ -134,9 +134,9 @@ def test_upload_generate_and_video_plays(server, driver):
     _shot(driver, "generate")
     before = set(out.glob("*.mp4"))
     button.click()
-    video = _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the <video> element")
-    _plays(driver, video)
-    assert driver.execute_script("return arguments[0].videoWidth", video) == 512
+    _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the <video> element")
+    _plays(driver)
+    assert driver.execute_script("return arguments[0].videoWidth", _video(driver)) == 512
     assert len(set(out.glob("*.mp4")) - before) == 1
     time.sleep(0.5)
     _shot(driver, "generate-result")
@@ -154,14 +154,24 @@ def test_pages_render_in_browser(server, driver, page):
     _shot(driver, page.lower() or "home")
 
 
-def _plays(driver, video) -> None:
-    """Start a <video> muted and wait until it has data and its currentTime advances."""
-    driver.execute_script("arguments[0].scrollIntoView(); arguments[0].muted = true; "
-                          "arguments[0].play();", video)
-    _wait(lambda: driver.execute_script("return arguments[0].readyState", video) >= 2, 20, "readyState >= 2")
-    t0 = driver.execute_script("return arguments[0].currentTime", video)
-    _wait(lambda: driver.execute_script("return arguments[0].currentTime", video) != t0, 10,
-          "currentTime to advance")
+def _video(driver):
+    from selenium.webdriver.common.by import By
+    return driver.find_element(By.TAG_NAME, "video")
+
+
+def _plays(driver) -> None:
+    """Start the page's <video> muted and wait until it has data and its currentTime advances.
+
+    The element is looked up on every poll: a Streamlit rerun can replace it with an equal new
+    one, leaving an older reference stale; play() is repeated so a replacement plays too.
+    """
+    def js(script: str):
+        return driver.execute_script(script, _video(driver))
+    play = "arguments[0].muted = true; arguments[0].play(); "
+    _wait(lambda: js("arguments[0].scrollIntoView(); " + play) or True, 10, "play()")
+    _wait(lambda: js(play + "return arguments[0].readyState") >= 2, 20, "readyState >= 2")
+    t0 = _wait(lambda: [js("return arguments[0].currentTime")], 10, "currentTime")[0]
+    _wait(lambda: js("return arguments[0].currentTime") != t0, 10, "currentTime to advance")
 
 
 def _button(driver, label: str):
@@ -200,15 +210,23 @@ def _choose(driver, label: str, option: str) -> None:
 
 
 def _number(driver, label: str, value: float | int) -> None:
-    """Type `value` into the number input labelled `label` and commit it with Enter."""
+    """Type `value` into the number input labelled `label` and commit it with Enter.
+
+    Find, click and type are retried together: a rerun from the previous widget can redraw the
+    input (zero size or stale for a moment); select-all then type makes a retry idempotent.
+    """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    field = _wait(lambda: next((f for f in _widget(driver, "stNumberInput", label).find_elements(
-        By.CSS_SELECTOR, "input") if f.is_enabled()), None), 20, f"an enabled {label!r} input")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
-    field.click()
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(str(value), Keys.ENTER)
+
+    def enter() -> bool:
+        inputs = _widget(driver, "stNumberInput", label).find_elements(By.CSS_SELECTOR, "input")
+        field = next(f for f in inputs if f.is_enabled())
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(str(value), Keys.ENTER)
+        return True
+    _wait(enter, 20, f"an enabled {label!r} input to take {value}")
     _wait(lambda: float(_widget(driver, "stNumberInput", label).find_element(
         By.CSS_SELECTOR, "input").get_attribute("value")) == float(value), 10, f"{label!r} = {value}")
 
@@ -260,9 +278,9 @@ def test_sequence_gallery_crossfade_export_plays(server, driver):
     assert _metric(driver, "Size") == "96×64"
     before = set(out.glob("*sequence*.mp4"))
     _wait(lambda: _button(driver, "Export"), 10, "Export").click()
-    video = _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the exported <video>")
-    _plays(driver, video)
-    assert driver.execute_script("return arguments[0].videoWidth", video) == 96
+    _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the exported <video>")
+    _plays(driver)  # the page may rerun once more after the export
+    assert driver.execute_script("return arguments[0].videoWidth", _video(driver)) == 96
     assert any("Wrote " in e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stAlert]"))
     new = sorted(set(out.glob("*sequence*.mp4")) - before)
     assert len(new) == 1
