@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from studio.clip import Clip  # noqa: E402
 from studio.context import RunContext  # noqa: E402
+from studio.engines import check_request  # noqa: E402
 from studio.engines.camera import CameraEngine  # noqa: E402
 from studio.request import GenerationRequest  # noqa: E402
 
@@ -63,7 +64,7 @@ def photo(width: int, height: int) -> np.ndarray:
 def run_case(image: np.ndarray, repeats: int, **req_kw) -> dict:
     """Time `CameraEngine.generate` for one request over `repeats` runs (wall and CPU seconds)."""
     eng = CameraEngine()
-    req = GenerationRequest(image="bench.jpg", **req_kw).check()
+    req = check_request(GenerationRequest(image="bench.jpg", **req_kw))
     walls: list[float] = []
     cpus: list[float] = []
     clip: Clip | None = None

@@ -24,9 +24,9 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from postfx import register_stage
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
-from studio.stages import register_stage
 
 log = logging.getLogger(__name__)
 

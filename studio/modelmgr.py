@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .engines.base import WeightsStatus
-from .weights import WeightsError, models_dir
+from .weights import WeightsError, WeightsStatus, models_dir
 
 log = logging.getLogger(__name__)
 

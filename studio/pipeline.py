@@ -131,9 +131,9 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     """The pre-run ledger for a generation request (validated first)."""
     from postfx.assemble import codec_for
 
-    from .engines import get_engine
+    from .engines import check_request, get_engine
 
-    req.check()
+    check_request(req)
     engine = get_engine(req.engine)
     base = engine.plan(req)
     stages = build_stages(req) if stages is None else stages
@@ -239,11 +239,11 @@ def _resolve_out(out: str | Path | None, req: GenerationRequest, stem: str) -> P
 def generate(req: GenerationRequest, out: str | Path | None = None, ctx: RunContext | None = None,
              ledger: Ledger | None = None) -> RunResult:
     """Run a whole generation: base clip, post stages, one encode, manifest beside the output."""
-    from .engines import get_engine
+    from .engines import check_request, get_engine
     from .images import image_sha256, load_image
 
     ctx = ctx or RunContext(device=default_device())
-    req.check()
+    check_request(req)
     out = _resolve_out(out, req, req.prompt or Path(req.image).stem)
     engine = get_engine(req.engine)
     t_start = time.perf_counter()

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 from .params import SPEC, Param
+
+
+class EngineSpec(Protocol):
+    """What `GenerationRequest.check` needs of an engine (`studio.engines.base.Engine` has it)."""
+
+    id: str
+
+    def spec(self) -> dict[str, Param]: ...
+
+    def extra_spec(self) -> dict[str, Param]: ...
+
+    def check_request(self, req: GenerationRequest) -> None: ...
 
 
 @dataclass
@@ -48,15 +60,14 @@ class GenerationRequest:
     loras: list[LoraRef] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # engine-specific settings
 
-    def spec(self) -> dict[str, Param]:
-        """The spec that applies to this request (the core spec with the engine's overrides)."""
-        from .engines import get_engine
-        return get_engine(self.engine).spec()
+    def check(self, engine: EngineSpec) -> GenerationRequest:
+        """Validate every field against `engine`'s spec; raise ValueError naming the bad value.
 
-    def check(self) -> GenerationRequest:
-        """Validate every field against the engine's spec; raise ValueError naming the bad value."""
-        from .engines import get_engine
-        engine = get_engine(self.engine)  # raises for an unknown engine id
+        The engine is passed in (the request knows no engine registry):
+        `studio.engines.check_request(req)` looks it up by `self.engine` and calls this.
+        """
+        if engine.id != self.engine:
+            raise ValueError(f"engine={self.engine!r} checked against engine {engine.id!r}")
         spec = engine.spec()
         for f in fields(self):
             if f.name in spec:

@@ -6,8 +6,13 @@ import dataclasses
 import time
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from postfx import STAGE_TYPES, register_stage
+
 from .clip import Clip, ClipSpec
 from .context import RunContext
+
+__all__ = ["STAGE_TYPES", "Stage", "plan_chain", "register_stage", "run_chain", "stage_from_dict",
+           "stage_to_dict", "stage_types"]
 
 
 @runtime_checkable
@@ -28,18 +33,10 @@ class Stage(Protocol):
     def apply(self, clip: Clip, ctx: RunContext) -> Clip: ...
 
 
-STAGE_TYPES: dict[str, type] = {}
-
-
-def register_stage(cls: type) -> type:
-    """Class decorator: make a stage reconstructible from a manifest by its `name`."""
-    STAGE_TYPES[cls.name] = cls
-    return cls
-
-
-def _ensure_builtin_stages() -> None:
-    # Importing the modules registers their stages; done lazily so importing studio is cheap.
+def stage_types() -> dict[str, type]:
+    """Every registered stage by name, the built-in ones loaded (importing a module registers it)."""
     from postfx import color, interpolate, upscale  # noqa: F401
+    return dict(STAGE_TYPES)
 
 
 def stage_to_dict(stage: Stage) -> dict[str, Any]:
@@ -51,11 +48,11 @@ def stage_to_dict(stage: Stage) -> dict[str, Any]:
 
 def stage_from_dict(d: dict[str, Any]) -> Stage:
     """Rebuild a stage from `stage_to_dict`'s record; unknown names raise ValueError."""
-    _ensure_builtin_stages()
+    types = stage_types()
     name = d.get("stage")
-    if name not in STAGE_TYPES:
-        raise ValueError(f"unknown stage {name!r} (known: {', '.join(sorted(STAGE_TYPES))})")
-    return STAGE_TYPES[name](**d.get("params", {}))
+    if name not in types:
+        raise ValueError(f"unknown stage {name!r} (known: {', '.join(sorted(types))})")
+    return types[name](**d.get("params", {}))
 
 
 def plan_chain(spec: ClipSpec, stages: list[Stage]) -> list[ClipSpec]:

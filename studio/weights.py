@@ -21,8 +21,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engines.base import WeightsStatus
-
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +29,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def models_dir() -> Path:
     """Where weights live: $STUDIO_MODELS_DIR, else <repo>/models."""
     return Path(os.environ.get("STUDIO_MODELS_DIR", REPO_ROOT / "models"))
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether an engine's (or model's) weights are present, and how to get them if not."""
+
+    present: bool
+    detail: str
+    path: str | None = None
+    command: str | None = None   # the exact command that fetches them
+    size_bytes: int | None = None
+    sha256: str | None = None
 
 
 class WeightsError(RuntimeError):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from studio.context import Cancelled, RunContext
-from studio.engines import get_engine
+from studio.engines import check_request, get_engine
 from studio.engines.camera import CameraEngine, render
 from studio.engines.motion import MOVES, MotionPlan, canonical_moves, parse_motion
 from studio.request import GenerationRequest
@@ -162,8 +162,9 @@ def test_amplitude_is_reduced_when_moves_cannot_fit(caplog: pytest.LogCaptureFix
 
 def test_engine_generate_frames_size_fps_meta_progress_and_determinism() -> None:
     src = cv2.imread(str(DATA / "astronaut.jpg"))[:, :, ::-1]
-    req = GenerationRequest(image="x.jpg", prompt="camera slowly zooming in and panning right, handheld",
-                            frames=9, fps=12.0, width=96, height=64, seed=11).check()
+    req = check_request(GenerationRequest(
+        image="x.jpg", prompt="camera slowly zooming in and panning right, handheld",
+        frames=9, fps=12.0, width=96, height=64, seed=11))
     steps: list[tuple[str, int, int]] = []
     ctx = RunContext(progress=lambda s, i, n: steps.append((s, i, n)))
     eng = get_engine("camera")
@@ -184,20 +185,20 @@ def test_engine_generate_frames_size_fps_meta_progress_and_determinism() -> None
 def test_engine_fallback_meta_and_explicit_motion() -> None:
     src = _texture(120, 160)
     eng = get_engine("camera")
-    req = GenerationRequest(prompt="", frames=3, width=64, height=64).check()
+    req = check_request(GenerationRequest(prompt="", frames=3, width=64, height=64))
     clip = eng.generate(src, req, RunContext())
     assert clip.meta["motion"]["fallback"] is True and clip.meta["motion"]["moves"] == ["zoom_in"]
     req = GenerationRequest(prompt="zoom in", motion="pan_left", speed=2.0, frames=4, width=64, height=64)
-    clip = eng.generate(src, req.check(), RunContext())
+    clip = eng.generate(src, check_request(req), RunContext())
     assert clip.meta["motion"]["moves"] == ["pan_left"] and clip.meta["motion"]["speed"] == 2.0
     with pytest.raises(ValueError, match="'sideways'"):
-        GenerationRequest(prompt="", motion="sideways", frames=4).check()
+        check_request(GenerationRequest(prompt="", motion="sideways", frames=4))
 
 
 def test_cancel_stops_the_render() -> None:
     ctx = RunContext()
     ctx.cancel.set()
-    req = GenerationRequest(prompt="pan left", frames=4, width=64, height=64).check()
+    req = check_request(GenerationRequest(prompt="pan left", frames=4, width=64, height=64))
     with pytest.raises(Cancelled):
         get_engine("camera").generate(_texture(64, 64), req, ctx)
 

@@ -13,7 +13,7 @@ pytest.importorskip("diffusers")
 import tiny_models as tm  # noqa: E402
 
 from studio.context import Cancelled, RunContext  # noqa: E402
-from studio.engines import get_engine  # noqa: E402
+from studio.engines import check_request, get_engine  # noqa: E402
 from studio.request import GenerationRequest, LoraRef  # noqa: E402
 
 # engine id -> (frames, width, height, LoRA key prefix)
@@ -287,4 +287,4 @@ def test_cfg_cutoff_fast_preset(eid):
     with pytest.raises(ValueError, match="cfg_cutoff"):
         bad = request(eid)
         bad.extra["cfg_cutoff"] = 1.5
-        bad.check()
+        check_request(bad)

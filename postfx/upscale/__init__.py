@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from postfx import register_stage
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
-from studio.stages import register_stage
 
 MODELS = ("animevideov3", "x4plus", "x4plus-anime", "lanczos")
 

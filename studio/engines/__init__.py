@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .base import Engine, WeightsStatus
+
+if TYPE_CHECKING:
+    from ..request import GenerationRequest
 
 # id -> "module:Class"; modules are imported only when the engine is asked for.
 _REGISTRY: dict[str, str] = {
@@ -41,4 +45,13 @@ def get_engine(engine_id: str) -> Engine:
     return _INSTANCES[engine_id]
 
 
-__all__ = ["Engine", "WeightsStatus", "engine_ids", "get_engine", "register"]
+def check_request(req: GenerationRequest) -> GenerationRequest:
+    """Validate `req` against its engine's spec (unknown engine ids included); return it.
+
+    Raises ValueError naming the bad value.  The lookup lives here, not in `studio.request`,
+    so that the request stays below the engines: engines import the request, never the reverse.
+    """
+    return req.check(get_engine(req.engine))
+
+
+__all__ = ["Engine", "WeightsStatus", "check_request", "engine_ids", "get_engine", "register"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -11,21 +10,12 @@ import numpy as np
 from ..clip import Clip, ClipSpec
 from ..context import RunContext
 from ..params import Param, merged_spec
+from ..weights import WeightsStatus
 
 if TYPE_CHECKING:
     from ..request import GenerationRequest
 
-
-@dataclass(frozen=True)
-class WeightsStatus:
-    """Whether an engine's (or model's) weights are present, and how to get them if not."""
-
-    present: bool
-    detail: str
-    path: str | None = None
-    command: str | None = None   # the exact command that fetches them
-    size_bytes: int | None = None
-    sha256: str | None = None
+__all__ = ["Engine", "WeightsStatus"]
 
 
 class Engine(ABC):

@@ -38,13 +38,14 @@ def _bad(status: int, msg: str) -> HTTPException:
 
 
 def _check_request(data: Any, image: str | None = None) -> Any:
+    from ..engines import check_request
     from ..request import GenerationRequest
     if not isinstance(data, dict):
         raise _bad(400, "request must be a JSON object")
     if image is not None:
         data = {**data, "image": image}
     try:
-        return GenerationRequest.from_dict(data).check()
+        return check_request(GenerationRequest.from_dict(data))
     except (ValueError, TypeError) as e:
         raise _bad(422, str(e)) from None
 

@@ -19,11 +19,12 @@ def _result(res: Any) -> dict[str, Any]:
 
 def request_from_payload(payload: dict[str, Any]) -> Any:
     """The `GenerationRequest` in a generate job's payload, validated."""
+    from ..engines import check_request
     from ..request import GenerationRequest
     data = payload.get("request")
     if not isinstance(data, dict):
         raise ValueError("generate job payload needs a 'request' object")
-    return GenerationRequest.from_dict(data).check()
+    return check_request(GenerationRequest.from_dict(data))
 
 
 def run_generate(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def result_section() -> None:
 
 def render() -> None:
     """The whole Generate page."""
-    from ..engines import get_engine
+    from ..engines import check_request, get_engine
     st.title("🎬 Generate")
     for err in apply_pending():
         st.error(f"Could not reuse a setting: {err}")
@@ -160,7 +160,7 @@ def render() -> None:
         can = bool(ok and image and eng.ready and not lora_errors)
         if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
             try:
-                req.check()
+                check_request(req)
                 job = studio_queue().submit("generate", {"request": req.to_dict()})
                 follow_job(job.id)
                 st.session_state["_seen_status"] = (job.id, job.status)
