@@ -158,7 +158,7 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape the output."""
     import importlib.metadata as md
     out = {"studio": __version__, "python": platform.python_version()}
-    for name in ("torch", "numpy", "opencv-python-headless", "moviepy", "imageio-ffmpeg", "pillow",
+    for name in ("torch", "numpy", "opencv-python-headless", "imageio-ffmpeg", "pillow",
                  "diffusers", "transformers", "peft"):
         try:
             out[name] = md.version(name)

@@ -60,12 +60,15 @@ class GenerationRequest:
     loras: list[LoraRef] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # engine-specific settings
 
-    def check(self, engine: EngineSpec) -> GenerationRequest:
+    def check(self, engine: EngineSpec | None = None) -> GenerationRequest:
         """Validate every field against `engine`'s spec; raise ValueError naming the bad value.
 
         The engine is passed in (the request knows no engine registry):
         `studio.engines.check_request(req)` looks it up by `self.engine` and calls this.
         """
+        if engine is None:
+            raise TypeError("GenerationRequest.check needs the engine: call "
+                            "studio.engines.check_request(req), which looks it up by req.engine")
         if engine.id != self.engine:
             raise ValueError(f"engine={self.engine!r} checked against engine {engine.id!r}")
         spec = engine.spec()
