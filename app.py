@@ -1,14 +1,17 @@
-"""The studio's home page: what it does, which engines and models are ready, the queue at a glance.
+"""The studio's entry point (`make run` = `streamlit run app.py`): the sidebar navigation.
 
-Run with `streamlit run app.py` (`make run`); the pages/ directory holds Generate, Sequence, Gallery
-and Models & LoRAs.
+The home page (what the studio does, readiness, the queue) is `studio.ui.home.render`, listed as
+"Home"; Generate, Sequence, Gallery and Models & LoRAs are the scripts in pages/.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from studio.ui.home import render
+from studio.ui.home import HOME, PAGES, render
 
 st.set_page_config(page_title="Image-to-video studio", page_icon="🎞️", layout="wide")
-render()
+home = st.Page(render, title=HOME[0], icon=HOME[1], default=True)
+nav = st.navigation([home, *(st.Page(path, title=label, icon=icon, url_path=url)
+                             for path, label, icon, url in PAGES)])
+nav.run()

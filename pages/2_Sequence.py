@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio.sequence.page import render
+from studio.ui.sequence import render
 
 st.set_page_config(page_title="Sequence · Studio", page_icon="🎞️", layout="wide")
 render()

@@ -62,6 +62,9 @@ def build_stages(req: GenerationRequest) -> list[Stage]:
     if req.upscale > 1:
         up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved()
     order = [interp, up] if req.order == "interpolate-first" else [up, interp]
+    if up is not None and req.extra.get("anchor_start") and req.image:
+        from postfx.anchor import StartOn   # a continuation: the upscaled clip starts on its input
+        order.append(StartOn(image=str(req.image)))
     return [s for s in order if s is not None]
 
 

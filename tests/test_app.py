@@ -61,7 +61,7 @@ def test_upload_generate_camera_and_result_is_shown(photo):
     assert at.button(key="generate").disabled  # no image yet
     _upload(at, photo)
     _set(at, frames=4, width=64, height=64)
-    ledger = at.dataframe[0].value
+    ledger = at.table[0].value                 # the ledger: a static table that wraps to its column
     assert list(ledger["frames"]) == [4, 4] and list(ledger["size"]) == ["64×64", "64×64"]
     at.text_area(key="gen_prompt").set_value("camera slowly zooming in").run()
     at.button(key="generate").click().run()

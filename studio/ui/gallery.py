@@ -12,8 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from .common import thumbnail
 from .results import downloads, show_media, show_result
+from .service import OUTPUT_KINDS, delete_output, list_outputs, thumbnail
 
 COLS = 3
 SEQUENCE = "sequence"   # the "engine" a sequence export is filtered under
@@ -85,7 +85,6 @@ def filter_records(recs: list[Any], text: str = "", engines: list[str] | None = 
 
 
 def _delete_controls(rec: Any, key: str) -> None:
-    from ..outputs import delete_output
     ck = f"confirm_del_{key}"
     if st.session_state.get(ck):
         what = " and its manifest" if is_sequence(rec) else ", its manifest and saved base clip"
@@ -139,7 +138,6 @@ def _sequence_detail(sel: Any) -> None:
 
 def render() -> None:
     """Draw the gallery."""
-    from ..outputs import OUTPUT_KINDS, list_outputs
     st.title("🖼️ Gallery")
     recs = list_outputs(kinds=OUTPUT_KINDS)
     if not recs:
@@ -157,19 +155,28 @@ def render() -> None:
     shown = filter_records(recs, text, engines, loras, dates)
     st.caption(f"{len(shown)} of {len(recs)} outputs")
     open_name = st.session_state.get("gallery_open")
+    sel = next((r for r in recs if r.path.name == open_name), None)
+    if sel is not None:            # the opened item comes first, above the grid
+        _opened(sel)
     for i in range(0, len(shown), COLS):
         cols = st.columns(COLS)
         for col, rec in zip(cols, shown[i:i + COLS], strict=False):
             with col.container(border=True):
                 _card(rec)
-                if st.button("Open", key=f"open_{rec.path.name}"):
+                if st.button("Open", key=f"open_{rec.path.name}", disabled=rec.path.name == open_name):
                     st.session_state["gallery_open"] = rec.path.name
                     st.rerun()
                 _delete_controls(rec, rec.path.name)
-    sel = next((r for r in recs if r.path.name == open_name), None)
-    if sel is not None:
-        st.divider()
-        st.subheader(sel.path.name)
+
+
+def _opened(sel: Any) -> None:
+    """The opened output in a bordered block with a Close button."""
+    with st.container(border=True):
+        head = st.columns([5, 1])
+        head[0].subheader(sel.path.name)
+        if head[1].button("✕ Close", key="gal_close", width="stretch"):
+            st.session_state.pop("gallery_open", None)
+            st.rerun()
         if is_sequence(sel):
             _sequence_detail(sel)
             return

@@ -9,8 +9,20 @@ from typing import Any
 import streamlit as st
 
 from ..params import Param
-from .common import EngineInfo, accept_image, save_frame, uploads_dir
+from .common import EngineInfo
 from .loras import list_loras
+from .service import (
+    AUDIO_TYPES,
+    accept_audio,
+    accept_image,
+    anchor_keys,
+    engine,
+    list_outputs,
+    lora_ref,
+    save_last_frame,
+    uploads_dir,
+    upscaler_notes,
+)
 from .widgets import load_values, widget, widgets
 
 EXAMPLES = ("camera slowly zooming in", "pan right, clouds drifting", "slow orbit left around the subject",
@@ -41,10 +53,10 @@ def apply_pending() -> list[str]:
 
     Must run before any widget is drawn.  Returns error texts for refused values.
     """
-    from ..engines import get_engine
     errors: list[str] = []
-    if "_continue" in st.session_state:
-        st.session_state["gen_image"] = st.session_state.pop("_continue")
+    cont = st.session_state.pop("_continue", None)
+    if cont:
+        continue_from(cont["image"], cont.get("clip"))
     trig = st.session_state.pop("_insert_trigger", None)
     if trig:
         cur = str(st.session_state.get("gen_prompt", "")).strip()
@@ -52,13 +64,14 @@ def apply_pending() -> list[str]:
     reuse = st.session_state.pop("_reuse", None)
     if reuse:
         try:
-            eng = get_engine(reuse.get("engine", "camera"))
+            eng = engine(reuse.get("engine", "camera"))
         except ValueError as e:
             return [str(e)]
         st.session_state["gen_engine"] = eng.id
         st.session_state["gen_prompt"] = reuse.get("prompt", "")
         if reuse.get("image") and Path(reuse["image"]).is_file():
             st.session_state["gen_image"] = reuse["image"]
+            st.session_state["gen_source"] = SOURCES[1]     # shown as an earlier image, not an upload
         spec = eng.spec()
         vals = {k: v for k, v in reuse.items() if k in spec and k not in ("prompt", "engine")}
         post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES + AUDIO_NAMES}
@@ -67,56 +80,135 @@ def apply_pending() -> list[str]:
         st.session_state.pop("gen_audio_id", None)
         errors += load_values(spec, vals, f"gen_{eng.id}_")
         errors += load_values(spec, post, "gen_post_")
-        st.session_state["gen_interp_mode"] = (
-            "target fps" if post.get("target_fps") else
-            f"×{post['interpolate']}" if (post.get("interpolate") or 1) > 1 else "off")
+        mode = ("target fps" if post.get("target_fps") else
+                f"×{post['interpolate']}" if (post.get("interpolate") or 1) > 1 else "off")
+        if mode not in interp_options(spec["interpolate"]):
+            errors.append(f"interpolate={post['interpolate']} has no button here (×2, ×4, … or a "
+                          "target fps); interpolation is off")
+            mode = "off"
+        st.session_state["gen_post_interp_mode"] = mode
         st.session_state["gen_post_up_on"] = (post.get("upscale") or 1) > 1
         if post.get("target_fps"):
             st.session_state["gen_post_tfps"] = float(post["target_fps"])
-        errors += load_values(eng.extra_spec(), reuse.get("extra") or {}, f"gen_{eng.id}_x_")
+        xspec = eng.extra_spec()   # every engine setting: the manifest's, else its default
+        xvals = {k: q.default for k, q in xspec.items()} | dict(reuse.get("extra") or {})
+        errors += load_values(xspec, xvals, f"gen_{eng.id}_x_")
         st.session_state["gen_loras"] = [lr["name"] for lr in reuse.get("loras") or []]
         for lr in reuse.get("loras") or []:
             st.session_state[f"gen_lora_{lr['name']}"] = float(lr.get("strength", 1.0))
     return errors
 
 
-def input_section() -> str | None:
-    """Pick the input image; returns its path (validated) or None."""
-    src = st.radio("Input image", SOURCES, key="gen_source", horizontal=True)
-    if src == "Upload":
+def continue_from(image: str, clip: str | None) -> None:
+    """Make `image` (a clip's saved last frame) the input, shown under 'Last frame of a clip'.
+
+    The engines' `anchor_start` setting is turned on, so the next clip starts exactly on that
+    frame (after interpolation and upscaling too).  Must run before any widget is drawn.
+    """
+    ss = st.session_state
+    ss["gen_image"] = image
+    ss["gen_source"] = SOURCES[2]
+    if clip:
+        ss["gen_last_pick"] = clip
+    for key in anchor_keys():
+        ss[key] = True
+    ss["_continued"] = Path(clip).name if clip else Path(image).name
+
+
+def _image_source(src: str) -> None:
+    if src == SOURCES[0]:
         up = st.file_uploader("Photo", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
                               key="gen_upload", help="The still image to animate.")
-        if up is not None:
+        if up is not None and st.session_state.get("gen_upload_id") != up.file_id:
             keep_upload(up, "gen_image", "gen_upload_id", accept_image, "image")
-    elif src == "From the gallery":
+            for key in anchor_keys():          # a new photo: no longer a continuation
+                st.session_state[key] = False
+    elif src == SOURCES[1]:
         imgs = sorted((p for p in uploads_dir().iterdir() if p.is_file() and not p.name.startswith(".")),
                       key=lambda p: p.stat().st_mtime, reverse=True)
         if not imgs:
             st.info("No images yet: upload one first.")
-        else:
-            pick = st.selectbox("Earlier image", [str(p) for p in imgs], format_func=lambda s: Path(s).name)
-            if st.button("Use this image"):
-                st.session_state["gen_image"] = pick
+            return
+        opts = [str(p) for p in imgs]
+        if st.session_state.get("gen_pick") not in opts:
+            cur = st.session_state.get("gen_image")
+            st.session_state["gen_pick"] = cur if cur in opts else opts[0]
+        pick = st.selectbox("Earlier image", opts, key="gen_pick", format_func=lambda s: Path(s).name)
+        if st.button("Use this image", key="gen_use_pick"):
+            st.session_state["gen_image"] = pick
     else:
-        from ..outputs import list_outputs
         recs = [r for r in list_outputs() if r.path.is_file()]
         if not recs:
             st.info("No clips yet.")
-        else:
-            pick = st.selectbox("Clip", [str(r.path) for r in recs], format_func=lambda s: Path(s).name)
-            if st.button("Use its last frame"):
-                use_last_frame(Path(pick))
+            return
+        opts = [str(r.path) for r in recs]
+        if st.session_state.get("gen_last_pick") not in opts:
+            st.session_state["gen_last_pick"] = opts[0]
+        pick = st.selectbox("Clip", opts, key="gen_last_pick", format_func=lambda s: Path(s).name)
+        if st.button("Use its last frame", key="gen_use_last"):
+            use_last_frame(Path(pick))
+
+
+def input_section() -> str | None:
+    """Pick the input image; returns its path (validated) or None.
+
+    The chosen image is kept in the URL too (`?image=<name in the uploads folder>`), so a browser
+    reload finds it again.
+    """
+    restore_from_url()
+    src = st.radio("Input image", SOURCES, key="gen_source", horizontal=True)
+    _image_source(src)
+    done = st.session_state.pop("_continued", None)
+    if done:
+        st.success(f"Continuing from the last frame of {done}: it is the new input image.")
     img = st.session_state.get("gen_image")
     if img and Path(img).is_file():
         st.image(img, caption=Path(img).name, width=256)
+        remember_in_url("image", _upload_name(img))
         return img
+    remember_in_url("image", None)
     return None
 
 
+def _upload_name(path: str) -> str | None:
+    """`path`'s name when it lies directly in the uploads folder (what the URL may carry), else None."""
+    p = Path(path).resolve()
+    return p.name if p.parent == uploads_dir().resolve() else None
+
+
+def remember_in_url(key: str, value: str | None) -> None:
+    """Keep `value` in the page's URL query (removed when None or empty)."""
+    if value:
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+    elif key in st.query_params:
+        del st.query_params[key]
+
+
+def restore_from_url() -> None:
+    """After a reload (a fresh session), take the input image and prompt back from the URL.
+
+    Only a plain file name inside the uploads folder is accepted for the image.
+    """
+    ss = st.session_state
+    if ss.get("_url_restored"):
+        return
+    ss["_url_restored"] = True
+    name = st.query_params.get("image")
+    if name and "gen_image" not in ss and Path(name).name == name:
+        cand = uploads_dir() / name
+        if cand.is_file():
+            ss["gen_image"] = str(cand)
+            ss["gen_source"] = SOURCES[1]
+    prompt = st.query_params.get("prompt")
+    if prompt and not ss.get("gen_prompt"):
+        ss["gen_prompt"] = prompt
+
+
 def use_last_frame(clip_path: Path) -> None:
-    """Make the last frame of a clip the next input image."""
-    from postfx.assemble import last_frame
-    st.session_state["gen_image"] = str(save_frame(last_frame(clip_path), clip_path.stem))
+    """Make the last frame of a clip the next input image (starting exactly on it)."""
+    st.session_state["_continue"] = {"image": str(save_last_frame(clip_path)), "clip": str(clip_path)}
+    st.rerun()
 
 
 def prompt_section(uses_prompt: bool) -> str:
@@ -130,6 +222,7 @@ def prompt_section(uses_prompt: bool) -> str:
     cols = st.columns(2)
     for i, ex in enumerate(EXAMPLES):
         cols[i % 2].button(f"💡 {ex}", key=f"chip_{i}", on_click=_set, args=(ex,), width="stretch")
+    remember_in_url("prompt", text.strip()[:500] or None)
     return text
 
 
@@ -158,7 +251,6 @@ def engine_section(infos: list[EngineInfo]) -> EngineInfo:
 
 def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
     """The LoRA picker with strengths; returns (loras, errors for incompatible ones)."""
-    from ..request import LoraRef
     lib = list_loras()
     if not lib:
         st.caption("No LoRAs in the library (add some on the Models & LoRAs page).")
@@ -184,7 +276,7 @@ def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
         if lv.trigger_words and c[1].button(f"Insert “{', '.join(lv.trigger_words)}”", key=f"trig_{n}"):
             st.session_state["_insert_trigger"] = ", ".join(lv.trigger_words)
             st.rerun()
-        out.append(LoraRef(n, float(s)).__dict__)
+        out.append(lora_ref(n, float(s)))
     return out, errors
 
 
@@ -221,7 +313,9 @@ def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[s
                 st.session_state[prefix + "upscale"] = scales[0]
             vals["upscale"] = st.selectbox("Scale", scales, key=prefix + "upscale",
                                            format_func=lambda s: f"×{s}")
-            vals["upscaler"] = widget(spec["upscaler"], prefix + "upscaler", label="Upscale model")
+            up_p = spec["upscaler"]
+            vals["upscaler"] = widget(up_p.override(help=upscaler_notes(up_p)), prefix + "upscaler",
+                                      label="Upscale model")
     extra = [n for n in POST_NAMES if n not in ("interpolate", "target_fps", "upscale", "upscaler")]
     vals.update(widgets(spec, extra, prefix, advanced_label="Advanced post-processing"))
     return vals
@@ -246,7 +340,6 @@ def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dic
     The accepted file's path is kept in `st.session_state["gen_audio"]` (also set by "reuse
     settings"); removing the upload drops it.  Returns the request's `audio` and `audio_fade`.
     """
-    from ..jobs.uploads import AUDIO_TYPES, accept_audio
     can = codec in AUDIO_CODECS
     up = st.file_uploader("Audio track (optional)", type=list(AUDIO_TYPES), key="gen_audio_upload",
                           disabled=not can, help=spec["audio"].help)

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from ..jobs import Job
+from . import service
 from .common import engines_info, studio_queue
 from .generate import (
     OUTPUT_NAMES,
@@ -23,10 +24,11 @@ from .generate import (
     prompt_section,
 )
 from .results import show_result
-from .views import job_card, show_ledger
+from .views import job_card, job_title, show_ledger
 from .widgets import widgets
 
 GEN_GROUPS = ("generate", "camera")
+FOLLOWED_KINDS = ("generate", "rerun")   # jobs whose result this page shows
 SKIP = ("prompt", "engine")
 
 
@@ -42,18 +44,14 @@ def _param_names(spec: dict, eng_id: str, uses_prompt: bool, ignores: tuple[str,
 def build_request(image: str | None, prompt: str, eng_id: str, values: dict[str, Any],
                   loras: list[dict[str, Any]], extra: dict[str, Any]) -> Any:
     """A `GenerationRequest` from the page's values (not yet checked)."""
-    from ..request import GenerationRequest
-    return GenerationRequest.from_dict({"image": image or "", "prompt": prompt, "engine": eng_id,
-                                        "loras": loras, "extra": extra, **values})
+    return service.build_request({"image": image or "", "prompt": prompt, "engine": eng_id,
+                                  "loras": loras, "extra": extra, **values})
 
 
 def ledger_section(req: Any) -> bool:
     """Show the live ledger for `req`; False (with st.error) when the settings are refused."""
-    from postfx.assemble import extension_for
-
-    from ..pipeline import make_ledger
     try:   # the job names its output by the codec (.gif, PNG folder, ...): plan for that, not .mp4
-        ledger = make_ledger(req, device="cpu", out="x" + extension_for(req.codec))
+        ledger = service.ledger_for(req)
     except ValueError as e:
         st.error(f"Settings refused: {e}")
         return False
@@ -65,23 +63,36 @@ def ledger_section(req: Any) -> bool:
 
 
 def jobs_panel() -> None:
-    """Queued and running jobs (polled), and the followed job's outcome once it ends."""
+    """Queued and running jobs (polled), and the followed job's outcome once it ends.
+
+    A tab that follows no job adopts the generation it shows running (started in another tab, or
+    before a reload), so that job's result appears here when it ends.  Other jobs this tab saw
+    running get a "Show result" button when they end, instead of vanishing.
+    """
     q = studio_queue()
     active = q.list(status=("queued", "running"))
-    follow = current_job_id()
 
     def body() -> None:
+        ss = st.session_state
         jobs = q.list(status=("queued", "running"))
         for j in jobs:
             with st.container(border=True):
                 job_card(j, q)
+        follow = current_job_id()
+        mine = [j for j in jobs if j.kind in FOLLOWED_KINDS]
+        if not follow and mine:
+            follow = mine[-1].id                 # the oldest active one: it finishes first
+            follow_job(follow)
+        seen = ss.setdefault("_seen_active", [])
+        seen.extend(j.id for j in mine if j.id not in seen)
+        _finished_elsewhere(q, [i for i in seen if i != follow and i not in {j.id for j in jobs}])
         if follow:
             try:
                 job = q.get(follow)
             except KeyError:
                 return
-            if not job.is_active and st.session_state.get("_seen_status") != (job.id, job.status):
-                st.session_state["_seen_status"] = (job.id, job.status)
+            if not job.is_active and ss.get("_seen_status") != (job.id, job.status):
+                ss["_seen_status"] = (job.id, job.status)
                 st.rerun(scope="app")
         if not jobs:
             st.caption("The queue is empty.")
@@ -90,8 +101,23 @@ def jobs_panel() -> None:
     st.fragment(run_every=POLL_S if active else None)(body)()
 
 
+def _finished_elsewhere(q: Any, ids: list[str]) -> None:
+    """A 'Show result' button for each job this tab saw running that has since ended (newest 3)."""
+    for jid in ids[-3:][::-1]:
+        try:
+            job = q.get(jid)
+        except KeyError:
+            continue
+        c = st.columns([3, 1])
+        c[0].caption(f"{job_title(job)} — {job.status}")
+        if job.status == "done" and c[1].button("Show result", key=f"show_{jid}"):
+            st.session_state["_seen_active"].remove(jid)
+            follow_job(jid)
+            st.rerun(scope="app")
+
+
 def result_section() -> None:
-    """The followed job's result (or its failure)."""
+    """The followed job's result (or its failure), at the top of the right-hand column."""
     jid = current_job_id()
     if not jid:
         return
@@ -105,8 +131,9 @@ def result_section() -> None:
         if not out.exists():
             st.warning(f"The output {out.name} was deleted.")
             return
-        st.subheader("Result")
-        show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
+        with st.container(border=True):
+            st.subheader("Result")
+            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
     elif job.status == "cancelled":
@@ -114,8 +141,7 @@ def result_section() -> None:
 
 
 def render() -> None:
-    """The whole Generate page."""
-    from ..engines import check_request, get_engine
+    """The whole Generate page: settings on the left; result, ledger, Generate and queue on the right."""
     st.title("🎬 Generate")
     for err in apply_pending():
         st.error(f"Could not reuse a setting: {err}")
@@ -125,7 +151,7 @@ def render() -> None:
         infos = engines_info()
         eng = engine_section(infos)
         try:
-            engine = get_engine(eng.id)
+            engine = service.engine(eng.id)
         except Exception as e:  # noqa: BLE001 - an engine module that fails to import
             st.error(f"Engine {eng.id} cannot be loaded: {type(e).__name__}: {e}")
             st.stop()
@@ -147,6 +173,7 @@ def render() -> None:
             values.update(widgets(out_spec, list(OUTPUT_NAMES), "gen_post_"))
             values.update(audio_section(spec, "gen_post_", values.get("codec")))
     with right:
+        result_section()
         st.subheader("Ledger")
         req = None
         try:
@@ -160,7 +187,7 @@ def render() -> None:
         can = bool(ok and image and eng.ready and not lora_errors)
         if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
             try:
-                check_request(req)
+                service.check_request(req)
                 job = studio_queue().submit("generate", {"request": req.to_dict()})
                 follow_job(job.id)
                 st.session_state["_seen_status"] = (job.id, job.status)
@@ -168,4 +195,3 @@ def render() -> None:
             except ValueError as e:
                 st.error(f"Cannot generate: {e}")
         jobs_panel()
-    result_section()

@@ -1,25 +1,28 @@
-"""The home page (app.py): what the studio does, readiness of engines and models, the queue."""
+"""The home page: what the studio does, readiness of engines and models, the queue at a glance."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from ..jobs import STATUSES
 from .common import engines_info, human_size, studio_queue
+from .service import repo_file, weight_rows
 from .views import queue_table
 
-PAGES = (("pages/1_Generate.py", "Generate", "🎬"), ("pages/2_Sequence.py", "Sequence", "🎞️"),
-         ("pages/3_Gallery.py", "Gallery", "🖼️"), ("pages/4_Models.py", "Models & LoRAs", "🧩"))
+HOME = ("Home", "🏠")
+# (script, sidebar label, icon, URL path): the studio's pages, in sidebar order (app.py's navigation)
+PAGES = (("pages/1_Generate.py", "Generate", "🎬", "Generate"),
+         ("pages/2_Sequence.py", "Sequence", "🎞️", "Sequence"),
+         ("pages/3_Gallery.py", "Gallery", "🖼️", "Gallery"),
+         ("pages/4_Models.py", "Models & LoRAs", "🧩", "Models"))
+COUNT_LIMIT = 100_000
 
 
 def weights_rows() -> list[dict[str, str]]:
     """One row per post-processing weight file: id, group, status, size, and the fetch command."""
-    from ..weights import all_weights, status
-    rows = []
-    for wid, wf in sorted(all_weights().items()):
-        s = status(wid)
-        rows.append({"model": wid, "group": wf.group, "ready": "✅" if s.present else "⛔",
-                     "size": human_size(s.size_bytes), "how to get it": "" if s.present else wf.command})
-    return rows
+    return [{"model": r.id, "group": r.group, "ready": "✅" if r.present else "⛔",
+             "size": human_size(r.size_bytes), "how to get it": "" if r.present else r.command}
+            for r in weight_rows()]
 
 
 def render() -> None:
@@ -30,8 +33,7 @@ def render() -> None:
         "**engine** (the built-in `camera` engine needs no weights; diffusion engines need theirs), "
         "add **LoRAs** for style, then **interpolate** (RIFE) and **upscale** (Real-ESRGAN). "
         "Every output has a manifest, so you can reuse its settings or re-run post-processing.")
-    from ..weights import REPO_ROOT
-    pages = [(p, label, icon) for p, label, icon in PAGES if (REPO_ROOT / p).is_file()]
+    pages = [(p, label, icon) for p, label, icon, _ in PAGES if repo_file(p)]
     for col, (p, label, icon) in zip(st.columns(max(1, len(pages))), pages, strict=False):
         col.page_link(p, label=label, icon=icon)
 
@@ -48,10 +50,9 @@ def render() -> None:
 
     st.subheader("Queue")
     q = studio_queue()
-    counts = q.store.counts()
     m = st.columns(5)
     for col, name in zip(m, ("queued", "running", "done", "failed", "cancelled"), strict=True):
-        col.metric(name.capitalize(), counts[name])
-    st.caption(f"{len(q.devices or [])} worker(s) on {', '.join(q.devices or []) or 'no device'} · "
-               f"store {q.store.path}")
+        col.metric(name.capitalize(), len(q.list(status=name, limit=COUNT_LIMIT)) if name in STATUSES else 0)
+    devices = list(getattr(q, "devices", None) or [])
+    st.caption(f"{len(devices)} worker(s) on {', '.join(devices) or 'no device'}")
     queue_table(q.list(limit=10))

@@ -9,6 +9,7 @@ import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
 from .loras import LoraView, library, list_loras, save_metadata, validate_upload
+from .service import weight_rows
 
 MAX_LORA_MB = 2048
 
@@ -30,21 +31,19 @@ def engines_block() -> None:
 
 def weights_block() -> None:
     """Post-processing weights: status, size, hash; a fetch button per missing group (runs as a job)."""
-    from ..weights import all_weights, status
     st.subheader("Post-processing models")
-    items = sorted(all_weights().items())
+    items = weight_rows()
     if not items:
         st.caption("No post-processing models are registered.")
         return
     missing_groups: dict[str, str] = {}
     rows = []
-    for wid, wf in items:
-        s = status(wid)
-        rows.append({"model": wid, "group": wf.group, "ready": "✅" if s.present else "⛔",
-                     "size": human_size(s.size_bytes), "sha256": _short(s.sha256),
-                     "from": wf.wheel, "description": wf.description})
-        if not s.present:
-            missing_groups[wf.group] = wf.command
+    for r in items:
+        rows.append({"model": r.id, "group": r.group, "ready": "✅" if r.present else "⛔",
+                     "size": human_size(r.size_bytes), "sha256": _short(r.sha256),
+                     "from": r.source, "description": r.description})
+        if not r.present:
+            missing_groups[r.group] = r.command
     st.dataframe(rows, hide_index=True, width="stretch")
     for group, cmd in sorted(missing_groups.items()):
         c = st.columns([3, 1])

@@ -13,22 +13,33 @@ from ..jobs import Job, JobQueue
 STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
 
+def ledger_rows(ledger: Any) -> list[dict[str, Any]]:
+    """The ledger's rows as the page shows them: step, frames, fps, seconds, size, estimate."""
+    rows = []
+    for r in ledger.rows:
+        est = r.get("est_seconds")
+        mem = r.get("est_memory_mb")
+        rows.append({"step": r["label"], "frames": r["frames"], "fps": f"{r['fps']:g}",
+                     "secs": f"{r['duration']:.2f}", "size": f"{r['width']}×{r['height']}",
+                     "estimate": ("" if est is None else f"{est:.1f} s")
+                     + (f" · {mem:.0f} MB" if mem else "")})
+    return rows
+
+
 def show_ledger(ledger: Any) -> None:
-    """The ledger as a table (frames, fps, duration, size and estimates per step) plus totals."""
-    rows = [{"step": r["label"], "frames": r["frames"], "fps": round(r["fps"], 3),
-             "secs": round(r["duration"], 2), "size": f"{r['width']}×{r['height']}",
-             "est s": r.get("est_seconds"), "est MB": r.get("est_memory_mb")}
-            for r in ledger.rows]
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={"step": st.column_config.TextColumn("step", width="medium")})
+    """The ledger as a table that wraps to its column (every column visible) plus the totals.
+
+    The totals are metrics two to a row, so a value like '4096×4096' is never cut.
+    """
+    st.table(ledger_rows(ledger), hide_index=True)
     f = ledger.final
+    c = st.columns(2)
+    c[0].metric("Size", f"{f.width}×{f.height}")
+    c[1].metric("Est. time", f"{ledger.total_seconds:.1f} s")
     c = st.columns(3)
     c[0].metric("Frames", f.frames)
     c[1].metric("FPS", f"{f.fps:g}")
     c[2].metric("Duration", f"{f.duration:.1f} s")
-    c = st.columns(3)
-    c[0].metric("Size", f"{f.width}×{f.height}")
-    c[1].metric("Est. time", f"{ledger.total_seconds:.1f} s")
 
 
 def job_title(job: Job) -> str:

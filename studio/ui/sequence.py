@@ -8,7 +8,6 @@ timeline.  Export submits a "sequence" job to the shared queue and follows its p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -16,30 +15,19 @@ from typing import Any
 
 import streamlit as st
 
-from postfx.assemble import extension_for
+from . import service
+from .common import studio_queue
+from .results import downloads
+from .views import job_card
 
-from .spec import CODECS, FITS, PRESETS, TRANSITIONS
-
+_OPTS = service.sequence_options()
+FITS, PRESETS, TRANSITIONS = _OPTS["fits"], _OPTS["presets"], _OPTS["transitions"]
 POLL_S = 0.5
-PAGE_CODECS = [x for x in CODECS if x != "png"]   # the page exports files; PNG folders are CLI-only
+PAGE_CODECS = [x for x in _OPTS["codecs"] if x != "png"]   # the page exports files; PNG folders are CLI-only
 
 
 def _items() -> list[dict[str, Any]]:
     return st.session_state.setdefault("seq_items", [])
-
-
-def _save_upload(upload: Any, folder: str) -> Path:
-    from ..jobs.uploads import max_upload_mb, uploads_dir
-
-    data = upload.getvalue()
-    if len(data) / 1e6 > max_upload_mb():
-        raise ValueError(f"{upload.name} is {len(data) / 1e6:.1f} MB, over the {max_upload_mb():g} MB limit")
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(upload.name).name)[-60:]
-    dest = uploads_dir() / folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.is_file():
-        dest.write_bytes(data)
-    return dest
 
 
 def _add(entry: dict[str, Any]) -> None:
@@ -50,12 +38,10 @@ def _add(entry: dict[str, Any]) -> None:
 
 def add_section() -> None:
     """Add clips from the gallery or uploads, and title cards."""
-    from ..outputs import list_outputs
-
     st.subheader("Add")
     tabs = st.tabs(["From gallery", "Upload", "Title card"])
     with tabs[0]:
-        recs = [r for r in list_outputs() if r.path.is_file() or r.path.is_dir()]
+        recs = [r for r in service.list_outputs() if r.path.is_file() or r.path.is_dir()]
         if recs:
             names = {str(r.path): r.path.name for r in recs}
             pick = st.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
@@ -64,16 +50,36 @@ def add_section() -> None:
         else:
             st.caption("No generated clips yet.")
     with tabs[1]:
-        up = st.file_uploader("Video", type=["mp4", "webm", "mov", "mkv", "gif", "m4v"], key="seq_upload")
-        if up is not None and st.button("Add upload", key="seq_add_upload"):
-            try:
-                _add({"path": str(_save_upload(up, "sequence"))})
-            except ValueError as e:
-                st.error(str(e))
+        up = st.file_uploader("Video", type=list(service.VIDEO_TYPES), key="seq_upload")
+        path = _checked_upload(up, "seq_upload", service.accept_video, "clip")
+        if st.button("Add upload", key="seq_add_upload", disabled=path is None):
+            _add({"path": path})
+            st.rerun()
     with tabs[2]:
         text = st.text_area("Title text", key="seq_title_text", height=68)
         if st.button("Add title", key="seq_add_title", disabled=not text.strip()):
             _add({"title": text, "duration": 2.0})
+
+
+def _checked_upload(up: Any, key: str, accept: Any, what: str) -> str | None:
+    """The accepted path of the file in uploader `key` (checked once per file), or None.
+
+    A refused file gets a plain message naming it; it never reaches the timeline or the spec.
+    """
+    ss = st.session_state
+    if up is None:
+        ss.pop(f"{key}_checked", None)
+        return None
+    fid, path, err = ss.get(f"{key}_checked") or (None, None, None)
+    if fid != up.file_id:
+        try:
+            path, err = str(accept(up.name, up.getvalue())), None
+        except ValueError as e:
+            path, err = None, service.plain_error(e)
+        ss[f"{key}_checked"] = (up.file_id, path, err)
+    if err:
+        st.error(f"Cannot use this {what} — {err}")
+    return path
 
 
 def _w(kind: Any, label: str, iid: str, name: str, value: Any, **kw: Any) -> Any:
@@ -194,10 +200,13 @@ def output_section() -> dict[str, Any]:
 def audio_section() -> dict[str, Any] | None:
     """The audio bed (upload), or None."""
     st.subheader("Audio")
-    up = st.file_uploader("Music", type=["mp3", "wav", "m4a", "aac", "ogg", "flac"], key="seq_audio")
+    up = st.file_uploader("Music", type=list(service.AUDIO_TYPES), key="seq_audio")
+    fresh = _checked_upload(up, "seq_audio", service.accept_audio, "audio")
+    if fresh:
+        st.session_state["seq_audio_path"] = fresh
+    elif up is not None:                      # refused: no audio bed from this file
+        st.session_state.pop("seq_audio_path", None)
     path = st.session_state.get("seq_audio_path")
-    if up is not None:
-        path = st.session_state["seq_audio_path"] = str(_save_upload(up, "audio"))
     if not path:
         return None
     st.caption(f"Audio bed: {Path(path).name}")
@@ -218,13 +227,11 @@ def load_pending() -> None:
     Relative paths are resolved against the export's `base_dir`, so the timeline points at the
     same files; a spec that no longer validates is shown as an error and not loaded.
     """
-    from .spec import load_spec
-
     pend = st.session_state.pop("_seq_load", None)
     if not pend:
         return
     try:
-        spec = load_spec(pend["spec"], base_dir=pend.get("base_dir"))
+        spec = service.load_sequence(pend["spec"], base_dir=pend.get("base_dir"))
     except ValueError as e:
         st.error(f"Could not open this sequence: {e}")
         return
@@ -292,37 +299,31 @@ def plan_rows(plan: Any) -> list[dict[str, str]]:
 
 
 def plan_section(d: dict[str, Any]) -> bool:
-    """Validate and show the timeline; False (with the error shown) if the spec is not renderable."""
-    from .plan import plan_sequence
-    from .spec import load_spec
-
+    """Validate and show the timeline; False (with a plain error) if the spec is not renderable."""
     try:
-        plan = plan_sequence(load_spec(d), "x" + extension_for(d["output"].get("codec")))
+        plan = service.plan_sequence(d)
     except ValueError as e:
-        st.error(str(e))
+        st.error(service.plain_error(e))
         return False
     st.dataframe(plan_rows(plan), hide_index=True, width="stretch", column_config=PLAN_COLUMNS)
-    c = st.columns(3)
+    c = st.columns(2)          # two to a row: '1920×1080' is never cut
     c[0].metric("Duration", f"{plan.duration:.2f} s")
     c[1].metric("Frames", plan.frames)
-    c[2].metric("Size", f"{plan.width}×{plan.height}")
+    c = st.columns(2)
+    c[0].metric("Size", f"{plan.width}×{plan.height}")
+    c[1].metric("FPS", f"{plan.fps:g}")
     st.session_state["seq_plan"] = plan.to_dict()
     return True
 
 
 def preview_section(d: dict[str, Any]) -> None:
     """A storyboard strip, or a quick low-resolution render."""
-    from ..outputs import outputs_dir
-    from .render import preview_spec, render_sequence, storyboard
-    from .spec import load_spec
-
     c = st.columns(2)
     if c[0].button("Storyboard", key="seq_storyboard"):
-        st.session_state["seq_board"] = storyboard(load_spec(d))
+        st.session_state["seq_board"] = service.storyboard(d)
     if c[1].button("Quick preview", key="seq_preview"):
-        dest = outputs_dir() / ".previews" / "sequence-preview.mp4"
         with st.spinner("Rendering a low-resolution preview…"):
-            st.session_state["seq_preview_path"] = str(render_sequence(preview_spec(load_spec(d)), dest))
+            st.session_state["seq_preview_path"] = str(service.quick_preview(d))
     if st.session_state.get("seq_board") is not None:
         st.image(st.session_state["seq_board"], caption="one frame per entry")
     if st.session_state.get("seq_preview_path"):
@@ -330,17 +331,10 @@ def preview_section(d: dict[str, Any]) -> None:
 
 
 def export_section(d: dict[str, Any]) -> None:
-    """Export as a "sequence" job with progress, cancel and the result."""
-    from ..outputs import new_output_path
-    from ..ui.common import studio_queue
-    from ..ui.views import job_card
-    from .render import register_sequence_job
-
+    """Export as a "sequence" job with progress, cancel, and the result with its downloads."""
     q = studio_queue()
     if st.button("Export", key="seq_export", type="primary"):
-        register_sequence_job()
-        out = new_output_path("sequence", extension_for(d["output"].get("codec")))
-        job = q.submit("sequence", {"spec": d, "base_dir": str(Path.cwd()), "out": str(out)})
+        job = service.submit_sequence(q, d, Path.cwd())
         st.session_state["seq_job"] = job.id
     jid = st.session_state.get("seq_job")
     if not jid:
@@ -350,10 +344,13 @@ def export_section(d: dict[str, Any]) -> None:
         job = q.get(jid)
         with st.container(border=True):
             job_card(job, q, key="seq_")
-        if job.status == "done":
-            st.success(f"Wrote {Path(job.result['output']).name}")
-            st.video(job.result["output"])
-        elif job.is_active:
+            if job.status == "done":
+                out = Path(job.result["output"])
+                st.success(f"Wrote {out.name}")
+                if out.exists():
+                    st.video(str(out))
+                    downloads(out, Path(job.result.get("manifest") or str(out) + ".json"), key=f"seq_{jid}")
+        if job.is_active:
             return
         if st.session_state.get("_seq_seen") != (jid, job.status):
             st.session_state["_seq_seen"] = (jid, job.status)
