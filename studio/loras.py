@@ -1,31 +1,40 @@
-"""LoRA library: `loras/<name>.safetensors` + `loras/<name>.json`, validation and stacking.
+"""LoRA library: `loras/<name>.safetensors` + `loras/<name>.json`, names, checks and stacking.
 
-Metadata JSON: {"family": "i2vgen-xl", "trigger_words": ["..."], "default_strength": 0.8,
+Metadata JSON: {"family": "wan2.1-i2v-14b", "trigger_words": ["..."], "default_strength": 0.8,
 "preview": "name.png"}.  LoRAs are read with safetensors only (never unpickled).
 
-Keys understood: diffusers/peft (`unet.<module>.lora_A.weight` / `lora_B.weight`, also with a
-`transformer.` prefix), the older `<module>.lora.down/up.weight` and `...to_q_lora.down/up`, and
-kohya (`lora_unet_<module_with_underscores>.lora_down/lora_up.weight` + `.alpha`).
+Names are `[A-Za-z0-9._-]+`, never starting with '.', and always resolve inside the library
+folder (a symlink out of it is refused); a sidecar's `preview` is used only when it resolves
+inside the folder too.
 
-Engines with `lora_mode == "peft"` (I2VGen-XL, SVD: no diffusers loader) get our own low-rank
-layers wrapped around the denoiser's Linear/Conv layers; engines with `lora_mode == "pipeline"`
-(LTX, Wan) use their pipeline's `load_lora_weights` / `set_adapters`.  Either way the base
-weights are never reloaded, several LoRAs stack with their own strengths, and strength 0 (or no
-LoRA) gives exactly the base output.
+Engines with `lora_mode == "pipeline"` (LTX, Wan) get every layout of `studio.lora_formats`
+converted to diffusers/peft keys and loaded through their pipeline's `load_lora_weights`; the
+check before that reads the file's keys and shapes only and refuses anything that would load
+partly or not at all.  Engines with `lora_mode == "peft"` (I2VGen-XL, SVD: no diffusers loader)
+get our own low-rank layers (`studio.lora_layers`).  Either way the base weights are never
+reloaded, several LoRAs stack with their own strengths, and strength 0 (or no LoRA) gives exactly
+the base output.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import lora_formats as lf
+from .lora_layers import LoraLayer, activate, parse_keys, shapes_fit, target_modules  # noqa: F401 (re-exported)
+from .lora_layers import inject as _inject
+
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class LoraError(ValueError):
@@ -37,9 +46,27 @@ def loras_dir() -> Path:
     return Path(os.environ.get("STUDIO_LORAS_DIR", REPO_ROOT / "loras"))
 
 
+def check_name(name: Any) -> str:
+    """`name` when it is a valid LoRA name ([A-Za-z0-9._-]+, not '.', '..' or a leading dot)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.startswith("."):
+        raise LoraError(f"LoRA name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+                        f"(at most 128, not starting with '.')")
+    return name
+
+
+def lora_path(name: str) -> Path:
+    """`loras/<name>.safetensors` for a valid name, refusing any path that resolves outside loras/."""
+    check_name(name)
+    root = loras_dir().resolve()
+    p = (root / f"{name}.safetensors").resolve()
+    if p.parent != root:
+        raise LoraError(f"LoRA {name!r} resolves outside the LoRA folder; refused")
+    return p
+
+
 @dataclass
 class LoraInfo:
-    """One library entry."""
+    """One library entry; `problems` says what in its metadata was ignored and why."""
 
     name: str
     path: Path
@@ -47,40 +74,72 @@ class LoraInfo:
     trigger_words: list[str] = field(default_factory=list)
     default_strength: float = 1.0
     preview: Path | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _inside(root: Path, rel: Any) -> Path | None:
+    if not isinstance(rel, str) or not rel:
+        return None
+    p = (root / rel).resolve()
+    return p if p.is_relative_to(root.resolve()) and p != root.resolve() else None
 
 
 def read_info(path: Path) -> LoraInfo:
-    """Metadata for `<name>.safetensors` from its `<name>.json` (missing keys default)."""
+    """Metadata for `<name>.safetensors` from its `<name>.json` (missing or bad keys default)."""
     path = Path(path)
-    meta: dict[str, Any] = {}
+    info = LoraInfo(name=path.stem, path=path)
     side = path.with_suffix(".json")
+    meta: dict[str, Any] = {}
     if side.is_file():
-        meta = json.loads(side.read_text())
+        try:
+            meta = json.loads(side.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            info.problems.append(f"{side.name} is not valid metadata ({e}); ignored")
+            meta = {}
+    fam = meta.get("family")
+    info.family = fam if isinstance(fam, str) and fam else None
+    words = meta.get("trigger_words", [])
+    info.trigger_words = [str(w) for w in words] if isinstance(words, list) else []
+    try:
+        info.default_strength = float(meta.get("default_strength", 1.0))
+    except (TypeError, ValueError):
+        info.problems.append(f"default_strength={meta.get('default_strength')!r} is not a number; 1.0 used")
     prev = meta.get("preview")
-    return LoraInfo(name=path.stem, path=path, family=meta.get("family"),
-                    trigger_words=list(meta.get("trigger_words", [])),
-                    default_strength=float(meta.get("default_strength", 1.0)),
-                    preview=(path.parent / prev) if prev else None)
+    if prev:
+        info.preview = _inside(path.parent, prev)
+        if info.preview is None:
+            info.problems.append(f"preview {prev!r} is outside the LoRA folder; ignored")
+    return info
 
 
 def list_loras() -> list[LoraInfo]:
-    """Every `*.safetensors` in the library, by name."""
+    """Every `*.safetensors` in the library with a valid name, by name."""
     d = loras_dir()
-    return [read_info(p) for p in sorted(d.glob("*.safetensors"))] if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.glob("*.safetensors")):
+        try:
+            out.append(read_info(lora_path(p.stem)))
+        except LoraError as e:
+            log.warning("skipping %s: %s", p.name, e)
+    return out
 
 
 def find_lora(name: str) -> LoraInfo:
-    """The library entry called `name`, or LoraError."""
-    p = loras_dir() / f"{name}.safetensors"
+    """The library entry called `name`, or LoraError (also for a name that is not allowed)."""
+    p = lora_path(name)
     if not p.is_file():
-        raise LoraError(f"LoRA {name!r} not found in {loras_dir()} (expected {p.name})")
+        raise LoraError(f"LoRA {name!r} not found in the LoRA library (expected {p.name})")
     return read_info(p)
 
 
 def lora_hash(name: str) -> str | None:
     """sha256 of a library LoRA's file (None when absent)."""
     from .weights import sha256_file
-    p = loras_dir() / f"{name}.safetensors"
+    p = lora_path(name)
     return sha256_file(p) if p.is_file() else None
 
 
@@ -93,64 +152,50 @@ def load_state(path: Path) -> dict[str, Any]:
     return load_file(str(path))
 
 
-_PREFIXES = ("base_model.model.", "unet.", "transformer.", "diffusion_model.")
-_PAIRS = ((".lora_A.weight", ".lora_B.weight"), (".lora.down.weight", ".lora.up.weight"),
-          (".lora_down.weight", ".lora_up.weight"))
+def save_meta(name: str, updates: dict[str, Any]) -> Path:
+    """Merge `updates` (family, trigger_words, default_strength) into `<name>.json`, atomically."""
+    p = lora_path(name).with_suffix(".json")
+    allowed = {"family", "trigger_words", "default_strength"}
+    bad = sorted(set(updates) - allowed)
+    if bad:
+        raise LoraError(f"LoRA metadata has no field(s) {', '.join(bad)}")
+    if "default_strength" in updates and not -4.0 <= float(updates["default_strength"]) <= 4.0:
+        raise LoraError(f"default_strength={float(updates['default_strength']):g} is outside -4..4")
+    fam = updates.get("family")
+    if fam is not None and (not isinstance(fam, str) or not NAME_RE.fullmatch(fam)):
+        raise LoraError(f"family={fam!r} is not a family name")
+    data: dict[str, Any] = {}
+    if p.is_file():
+        try:
+            data = json.loads(p.read_text())
+        except ValueError:
+            data = {}
+    data.update({k: v for k, v in updates.items() if v is not None})
+    if updates.get("family", "") is None:
+        data.pop("family", None)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(p)
+    return p
 
 
-def parse_keys(sd: dict[str, Any], modules: set[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Group LoRA tensors by target module: ({module: {down, up, alpha}}, unmatched keys)."""
-    by_flat = {m.replace(".", "_"): m for m in modules}
-    groups: dict[str, dict[str, Any]] = {}
-    unmatched: list[str] = []
-    for key, t in sd.items():
-        if key.endswith(".alpha"):
-            continue
-        base = part = None
-        for d, u in _PAIRS:
-            for suf, which in ((d, "down"), (u, "up")):
-                if key.endswith(suf):
-                    base, part = key[: -len(suf)], which
-        if base is None:
-            unmatched.append(key)
-            continue
-        alpha_key = base + ".alpha"
-        mod = None
-        if base.startswith("lora_unet_") or base.startswith("lora_transformer_"):
-            mod = by_flat.get(base.split("_", 2)[2])
-        else:
-            b = base
-            for p in _PREFIXES:
-                if b.startswith(p):
-                    b = b[len(p):]
-            b = re.sub(r"\.processor\.(to_q|to_k|to_v|to_out)_lora$", lambda m: "." + m.group(1), b)
-            if b.endswith(".to_out"):
-                b += ".0"
-            mod = b if b in modules else None
-        if mod is None:
-            unmatched.append(key)
-            continue
-        g = groups.setdefault(mod, {})
-        g[part] = t
-        if alpha_key in sd:
-            g["alpha"] = float(sd[alpha_key])
-    for mod in [m for m, g in groups.items() if not ("down" in g and "up" in g)]:
-        unmatched.append(mod)
-        del groups[mod]
-    return groups, unmatched
+def add_lora(src: Path, name: str, *, replace: bool = False, family: str | None = None) -> Path:
+    """Move a checked upload into the library as `<name>.safetensors`.
 
-
-def target_modules(model: Any) -> dict[str, Any]:
-    """Linear and Conv2d modules of a denoiser by name (the possible LoRA targets)."""
-    import torch.nn as nn
-    out = {}
-    for name, m in model.named_modules():
-        if isinstance(m, LoraLayer):
-            out[name] = m.base
-        elif isinstance(m, (nn.Linear, nn.Conv2d)) and not name.endswith(".base") \
-                and ".lora_" not in name:
-            out[name.removesuffix(".base_layer")] = m  # peft keeps the original layer as base_layer
-    return out
+    An existing LoRA of that name is replaced only with `replace=True` (else LoraError).
+    `family`, when given, is written into the sidecar JSON.
+    """
+    dest = lora_path(name)
+    if dest.exists() and not replace:
+        raise LoraError(f"a LoRA named {name!r} already exists; tick 'Replace' (replace=True) "
+                        f"to overwrite it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.incoming")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    if family:
+        save_meta(name, {"family": family})
+    return dest
 
 
 @dataclass
@@ -165,164 +210,186 @@ class LoraReport:
     unmatched_examples: list[str]
     ok: bool
     message: str
+    layout: str = ""
+    trained_for: str | None = None
 
 
 def validate_lora(path: Path | str, engine: Any, model: Any | None = None) -> LoraReport:
-    """Check a LoRA file against an engine's family and (if given) its denoiser's modules.
+    """Check a LoRA file against an engine's family and its denoiser's modules, reading keys only.
 
-    Refuses (ok=False) on a family mismatch, a non-safetensors file, or when no key matches.
-    Without `model`, keys are checked for a known LoRA layout only.
+    Refuses (ok=False) a family mismatch, a non-safetensors file, a LoRA whose keys match none of
+    the denoiser's modules or only some of them.  The denoiser's modules come from `model`, else
+    the engine's `lora_targets()` (its config, no weights); without either, only the layout and
+    the family its key names say are checked.
     """
     path = Path(path)
     info = read_info(path)
     fam = engine.family
+
+    def refuse(msg: str, n: int = 0) -> LoraReport:
+        return LoraReport(info.name, info.family, fam, 0, n, [], False, msg)
+    if path.suffix != ".safetensors":
+        return refuse(f"{path.name}: only .safetensors LoRAs are accepted (never pickles)")
     try:
-        sd = load_state(path)
-    except LoraError as e:
-        return LoraReport(info.name, info.family, fam, 0, 0, [], False, str(e))
-    except Exception as e:  # corrupt file
-        return LoraReport(info.name, info.family, fam, 0, 0, [], False, f"{path.name}: unreadable: {e}")
-    if info.family and info.family != fam:
-        return LoraReport(info.name, info.family, fam, 0, len(sd), [], False,
-                          f"LoRA {info.name!r} is for family {info.family!r}, engine {engine.id!r} "
-                          f"needs {fam!r}")
+        shapes = lf.read_shapes(path)
+    except Exception as e:  # noqa: BLE001 - corrupt file
+        return refuse(f"{path.name}: unreadable: {e}")
+    if info.family and not lf.family_fits(info.family, fam):
+        return refuse(f"LoRA {info.name!r} is for family {info.family!r}, engine {engine.id!r} needs {fam!r}",
+                      len(shapes))
+    if getattr(engine, "lora_mode", "peft") == "pipeline":
+        targets = lf.module_shapes(model) if model is not None else _targets(engine)
+        if targets is not None:
+            return _scan_report(info, engine, path, lf.scan(shapes, targets, _kind(engine)))
+    guess, why = lf.guess_family(shapes)
+    if guess is not None and not lf.family_fits(guess, fam) and (guess == "unet") != (fam in _UNETS):
+        return refuse(f"LoRA {info.name!r} was trained for {guess} ({why}); engine {engine.id!r} "
+                      f"needs {fam!r}: none of its {len(shapes)} keys fit engine {engine.id!r}", len(shapes))
     if model is not None:
-        groups, unmatched = parse_keys(sd, set(target_modules(model)))
-        shape_bad = [m for m, g in groups.items() if not _shapes_fit(g, target_modules(model)[m])]
-        for m in shape_bad:
-            unmatched.append(m)
-            del groups[m]
-        matched = sum(2 for _ in groups)
+        mods = target_modules(model)
+        groups, unmatched = parse_keys(load_state(path), set(mods))
+        unmatched += [m for m, g in groups.items() if not shapes_fit(g, mods[m])]
+        matched = 2 * sum(1 for m in groups if m not in unmatched)
     else:
-        pairs = [k for k in sd if any(k.endswith(s) for pair in _PAIRS for s in pair)]
-        matched, unmatched = len(pairs), [k for k in sd if k not in pairs and not k.endswith(".alpha")]
+        pairs = [k for k in shapes if lf.split_key(k)[2] in ("down", "up")]
+        matched, unmatched = len(pairs), [k for k in shapes if k not in pairs and not k.endswith(".alpha")]
     ok = matched > 0
     msg = (f"LoRA {info.name!r}: {matched} key(s) match, {len(unmatched)} do not"
            + ("" if ok else f" — refused: none of its keys fit engine {engine.id!r}"))
-    return LoraReport(info.name, info.family, fam, matched, len(unmatched), unmatched[:5], ok, msg)
+    return LoraReport(info.name, info.family, fam, matched, len(unmatched), unmatched[:5], ok, msg,
+                      trained_for=guess)
 
 
-def _shapes_fit(g: dict[str, Any], mod: Any) -> bool:
-    import torch.nn as nn
-    down, up = g["down"], g["up"]
-    if isinstance(mod, nn.Linear):
-        return down.ndim == 2 and up.ndim == 2 and down.shape[1] == mod.in_features \
-            and up.shape[0] == mod.out_features and up.shape[1] == down.shape[0]
-    return down.ndim == 4 and up.ndim == 4 and down.shape[1] == mod.in_channels \
-        and up.shape[0] == mod.out_channels and up.shape[1] == down.shape[0]
+_UNETS = {"i2vgen-xl", "svd"}
 
 
-class LoraLayer:  # placeholder replaced below (needs torch at first use)
-    """Marker; the real class is built lazily by `_layer_class` so importing needs no torch."""
-
-    base: Any
+def _kind(engine: Any) -> str:
+    return "wan" if str(engine.family).startswith("wan") else "other"
 
 
-def _layer_class() -> type:
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    global LoraLayer
-    if isinstance(LoraLayer, type) and issubclass(LoraLayer, nn.Module):
-        return LoraLayer
-
-    class _LoraLayer(nn.Module):
-        """A Linear/Conv2d with stacked low-rank adapters; inactive adapters cost nothing."""
-
-        def __init__(self, base: nn.Module) -> None:
-            super().__init__()
-            self.base = base
-            self.adapters: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
-            self.active: dict[str, float] = {}
-
-        def forward(self, x: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:
-            y = self.base(x, *a, **k)
-            for name, strength in self.active.items():
-                if strength == 0 or name not in self.adapters:
-                    continue
-                down, up, scale = self.adapters[name]
-                if isinstance(self.base, nn.Conv2d):
-                    h = F.conv2d(x, down, stride=self.base.stride, padding=self.base.padding,
-                                 dilation=self.base.dilation)
-                    h = F.conv2d(h, up)
-                else:
-                    h = F.linear(F.linear(x, down), up)
-                y = y + h * (scale * strength)
-            return y
-
-    LoraLayer = _LoraLayer  # noqa: F811
-    return _LoraLayer
+def _targets(engine: Any) -> dict[str, tuple[int, ...]] | None:
+    fn = getattr(engine, "lora_targets", None)
+    try:
+        return fn() if fn is not None else None
+    except Exception as e:  # noqa: BLE001 - no config: fall back to the layout check
+        log.warning("%s: denoiser layers unknown (%s); LoRA keys are checked by layout only", engine.id, e)
+        return None
 
 
-def _set_module(root: Any, name: str, new: Any) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+def _scan_report(info: LoraInfo, engine: Any, path: Path, sc: lf.Scan) -> LoraReport:
+    problems = list(sc.problems)
+    if sc.norm_diffs:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            nonzero = [k for k in sc.norm_diffs if bool(f.get_tensor(k).abs().max() > 0)]
+        if nonzero:
+            problems.append(f"{len(nonzero)} nonzero norm-layer diff(s) (e.g. {nonzero[0]}), which "
+                            f"cannot be applied without changing the base weights")
+    trained = f"trained for {sc.family}" if sc.family else "family unknown"
+    head = f"LoRA {info.name!r} ({sc.layout_label} layout, {trained}): "
+    n_bad = sc.total - sc.matched_keys - len(sc.norm_diffs)
+    if sc.matched_keys == 0:
+        msg = (head + f"none of its {sc.total} keys fit engine {engine.id!r} — refused ("
+               + "; ".join(problems[:3]) + ")")
+    elif problems:
+        msg = (head + f"{sc.matched_keys} of its {sc.total} keys match engine {engine.id!r}; refused, it "
+               f"would load only partly: " + "; ".join(problems[:3]))
+    else:
+        msg = head + f"{sc.matched_keys} of its {sc.total} keys match engine {engine.id!r}" + (
+            f" ({len(sc.norm_diffs)} zero norm diffs skipped)" if sc.norm_diffs else "") + (
+            " (DoRA)" if sc.dora else "")
+    ok = sc.matched_keys > 0 and not problems
+    return LoraReport(info.name, info.family, engine.family, sc.matched_keys, max(n_bad, 0),
+                      sc.unmatched[:5], ok, msg, layout=sc.layout, trained_for=sc.family)
+
+
+def check_refs(engine: Any, refs: list[Any]) -> None:
+    """Refuse (LoraError) bad names, missing or incompatible LoRAs, and LoRAs on an engine without
+    LoRA support; called by `GenerationRequest.check` at submit."""
+    if refs and not getattr(engine, "supports_loras", False):
+        names = ", ".join(repr(getattr(r, "name", r)) for r in refs)
+        raise LoraError(f"engine {engine.id!r} takes no LoRAs (got {names})")
+    seen: set[str] = set()
+    for r in refs:
+        info = find_lora(r.name)
+        if r.name in seen:
+            raise LoraError(f"LoRA {r.name!r} is listed twice")
+        seen.add(r.name)
+        rep = validate_lora(info.path, engine)
+        if not rep.ok:
+            raise LoraError(rep.message)
 
 
 def inject(model: Any, name: str, path: Path) -> LoraReport:
     """Load a LoRA into our low-rank layers of `model` under `name` (inactive until activated)."""
-    cls = _layer_class()
-    sd = load_state(path)
-    targets = target_modules(model)
-    groups, unmatched = parse_keys(sd, set(targets))
-    for mod, g in list(groups.items()):
-        base = targets[mod]
-        if not _shapes_fit(g, base):
-            unmatched.append(mod)
-            continue
-        layer = model.get_submodule(mod)
-        if not isinstance(layer, cls):
-            layer = cls(base)
-            _set_module(model, mod, layer)
-        rank = g["down"].shape[0]
-        scale = g.get("alpha", rank) / rank
-        w = base.weight
-        layer.adapters[name] = (g["down"].to(w.device, w.dtype), g["up"].to(w.device, w.dtype), float(scale))
-    matched = len(groups) - sum(1 for m in groups if m in unmatched)
-    ok = matched > 0
-    return LoraReport(name, None, "", matched * 2, len(unmatched), unmatched[:5], ok,
-                      f"LoRA {name!r}: {matched * 2} key(s) loaded, {len(unmatched)} did not match")
+    matched, unmatched = _inject(model, name, load_state(path))
+    return LoraReport(name, None, "", matched, len(unmatched), unmatched[:5], matched > 0,
+                      f"LoRA {name!r}: {matched} key(s) loaded, {len(unmatched)} did not match")
 
 
-def activate(model: Any, strengths: dict[str, float]) -> None:
-    """Set which adapters are on, with their strengths; others are off (exact base output)."""
-    cls = _layer_class()
-    for m in model.modules():
-        if isinstance(m, cls):
-            m.active = {k: float(v) for k, v in strengths.items() if k in m.adapters}
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def _load_pipeline_lora(pipe: Any, engine: Any, name: str, path: Path, model: Any) -> None:
+    """Convert any understood layout to peft keys, load it, and check every module took it."""
+    from safetensors import safe_open
+    rep = validate_lora(path, engine, model)
+    if not rep.ok:
+        raise LoraError(rep.message)
+    sc = lf.scan(lf.read_shapes(path), lf.module_shapes(model), _kind(engine))
+    with safe_open(str(path), framework="pt") as f:
+        sd = lf.to_peft(sc, f.get_tensor, prefix=engine.denoiser)
+    adapter = _adapter(name)
+    pipe.load_lora_weights(sd, adapter_name=adapter)
+    took = {n for n, m in model.named_modules() if adapter in getattr(m, "lora_A", {})}
+    missing = sorted(set(sc.modules) - took)
+    if missing:
+        pipe.delete_adapters(adapter)
+        raise LoraError(f"LoRA {name!r}: {len(missing)} of {len(sc.modules)} layers did not take it "
+                        f"(e.g. {missing[0]}); refused rather than loaded partly")
 
 
 def apply_loras(pipe: Any, engine: Any, refs: list[Any]) -> list[dict[str, Any]]:
     """Validate and switch the pipeline's LoRAs to `refs` (name, strength) without reloading the base."""
     model = getattr(pipe, engine.denoiser)
-    loaded: set[str] = getattr(pipe, "_studio_loras", set())
+    loaded: dict[str, tuple[int, int]] = getattr(pipe, "_studio_loras", {})
     strengths: dict[str, float] = {}
     out = []
     for ref in refs:
         info = find_lora(ref.name)
-        if ref.name not in loaded:
-            rep = validate_lora(info.path, engine, model)
-            if not rep.ok:
-                raise LoraError(rep.message)
-            if rep.unmatched:
-                log.warning("%s", rep.message)
+        stamp = _stamp(info.path)
+        if loaded.get(ref.name) != stamp:
+            if ref.name in loaded and engine.lora_mode == "pipeline":  # the file was replaced
+                pipe.delete_adapters(_adapter(ref.name))
+                loaded.pop(ref.name)
             if engine.lora_mode == "pipeline":
-                pipe.load_lora_weights(load_state(info.path), adapter_name=_adapter(ref.name))
+                _load_pipeline_lora(pipe, engine, ref.name, info.path, model)
             else:
+                rep = validate_lora(info.path, engine, model)
+                if not rep.ok:
+                    raise LoraError(rep.message)
+                if rep.unmatched:
+                    log.warning("%s", rep.message)
                 inject(model, ref.name, info.path)
-            loaded.add(ref.name)
+            loaded[ref.name] = stamp
             pipe._studio_loras = loaded
         strengths[ref.name] = float(ref.strength)
         out.append({"name": ref.name, "strength": float(ref.strength), "sha256": lora_hash(ref.name)})
     if engine.lora_mode == "pipeline":
-        if loaded:
-            names = sorted(loaded)
-            pipe.set_adapters([_adapter(n) for n in names], [strengths.get(n, 0.0) for n in names])
+        on = [n for n in sorted(loaded) if strengths.get(n, 0.0) != 0.0]
+        if on:  # only the LoRAs in use: a DoRA adapter at weight 0 is not the base output
+            pipe.enable_lora()
+            pipe.set_adapters([_adapter(n) for n in on], [strengths[n] for n in on])
+        elif loaded:
+            pipe.disable_lora()
     else:
         activate(model, strengths)
     return out
 
 
 def _adapter(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+    """A peft adapter name for a LoRA name (unique: '.'/'-' names get a hash suffix)."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return safe if safe == name else f"{safe}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"

@@ -81,6 +81,8 @@ class GenerationRequest:
         for lr in self.loras:
             if not (-4.0 <= float(lr.strength) <= 4.0):
                 raise ValueError(f"LoRA {lr.name!r} strength={lr.strength} is outside -4..4")
+        from .loras import check_refs
+        check_refs(engine, self.loras)  # names, files, keys against the engine's layers
         extra_spec = engine.extra_spec()
         unknown = sorted(set(self.extra) - set(extra_spec))
         if unknown:

@@ -215,6 +215,28 @@ class DiffusionEngine(Engine):
         return modelmgr.optimize(pipe, denoiser=self.denoiser, channels_last=cuda,
                                  compile=cuda and bool(extra.get("compile")))
 
+    def lora_targets(self, attr: str | None = None) -> dict[str, tuple[int, ...]] | None:
+        """Weight shapes of the denoiser's layers (`attr`, default `denoiser`) for LoRA checks that
+        load no weights: the loaded pipeline's, else its config.json (weights folder, models/,
+        then the repo's studio/configs/); None when no config is found."""
+        from pathlib import Path
+
+        from .. import lora_formats
+        attr = attr or self.denoiser
+        loaded = modelmgr.MANAGER.loaded
+        if loaded is not None and loaded.key and loaded.key[0] == self.id:
+            return lora_formats.module_shapes(getattr(loaded.pipe, attr))
+        from ..weights import models_dir
+        st = self.status()
+        shipped = Path(__file__).resolve().parent.parent / "configs"
+        roots = ([Path(st.path)] if st.present and st.path else []) + [
+            models_dir() / self.engine_dir, shipped / self.engine_dir]
+        for root in roots:
+            cfg = root / attr / "config.json"
+            if cfg.is_file():
+                return lora_formats.shapes_from_config(cfg)
+        return None
+
     def describe_weights(self, req: GenerationRequest) -> dict[str, Any]:
         """Model and LoRA hashes for the manifest."""
         from .. import loras
