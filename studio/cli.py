@@ -174,7 +174,39 @@ def cmd_sequence(ns: argparse.Namespace) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     """`serve`: the REST API over the same core and job queue."""
     from .jobs.api import serve
-    serve(ns.host, ns.port)
+    serve(ns.host, ns.port, allowed_hosts=ns.allow_host, cors_origins=ns.cors_origin)
+    return 0
+
+
+def cmd_tokens(ns: argparse.Namespace) -> int:
+    """`tokens create NAME | list | revoke NAME`: the REST API's tokens (stored hashed in the jobs DB)."""
+    from .jobs import JobStore
+    from .jobs.tokens import Limits, TokenStore
+    tokens = TokenStore(JobStore())
+    if ns.action == "list":
+        for t in tokens.list():
+            d = t.to_dict()
+            flags = "admin" if t.admin else "     "
+            print(f"{t.name:<32} {flags} rate {d['rate_per_min']}/min, submits {d['submits_per_min']}/min, "
+                  f"queued {d['max_queued']}, {d['max_seconds']:g} s, {d['max_frames']} frames, "
+                  f"{d['max_pixels']:,} px, {d['max_temp_bytes'] / 1e9:g} GB temp")
+        return 0
+    if not ns.name:
+        raise ValueError(f"tokens {ns.action} needs a NAME")
+    if ns.action == "revoke":
+        tokens.revoke(ns.name)
+        print(f"revoked {ns.name}")
+        return 0
+    base = Limits()
+    given = {k: getattr(ns, k) for k in ("rate_per_min", "submits_per_min", "max_queued", "max_seconds",
+                                        "max_frames", "max_pixels") if getattr(ns, k) is not None}
+    if ns.max_temp_gb is not None:
+        given["max_temp_bytes"] = int(ns.max_temp_gb * 1e9)
+    limits = Limits(**{**base.__dict__, **given})
+    token = tokens.create(ns.name, admin=ns.admin, limits=limits)
+    print(token)
+    print(f"(token for {ns.name!r}{', admin' if ns.admin else ''}; shown once, stored only as a hash)",
+          file=sys.stderr)
     return 0
 
 
@@ -228,7 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the REST API")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--allow-host", action="append", metavar="NAME",
+                    help="a Host name the API answers to besides loopback and --host (repeatable)")
+    sv.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                    help="allow cross-origin calls from this origin (none by default; repeatable)")
     sv.set_defaults(fn=cmd_serve)
+
+    t = sub.add_parser("tokens", help="REST API tokens: create NAME, list, revoke NAME")
+    t.add_argument("action", choices=("create", "list", "revoke"))
+    t.add_argument("name", nargs="?")
+    t.add_argument("--admin", action="store_true", help="sees every owner's jobs; may fetch weights")
+    t.add_argument("--rate", dest="rate_per_min", type=int, metavar="PER_MIN", help="requests a minute (600)")
+    t.add_argument("--submits", dest="submits_per_min", type=int, metavar="PER_MIN",
+                   help="submissions and uploads a minute (60)")
+    t.add_argument("--max-queued", type=int, metavar="N", help="queued + running jobs at once (20)")
+    t.add_argument("--max-seconds", type=float, help="a job's estimated seconds (7200)")
+    t.add_argument("--max-frames", type=int, help="output frames of a job (3600)")
+    t.add_argument("--max-pixels", type=int, help="pixels of an output frame (16777216 = 4096²)")
+    t.add_argument("--max-temp-gb", type=float, help="frame buffers a job may hold, GB (20)")
+    t.set_defaults(fn=cmd_tokens)
     return p
 
 

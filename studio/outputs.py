@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -23,13 +24,75 @@ def outputs_dir() -> Path:
     return p
 
 
-def new_output_path(stem: str = "clip", ext: str = ".mp4") -> Path:
-    """A fresh, unique output path in `outputs_dir()` (a folder path when ext is '/')."""
+_OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def owner_dir(owner: str) -> Path:
+    """An API owner's folder, <outputs>/<owner>: its uploads and outputs live there and nowhere else."""
+    if not isinstance(owner, str) or not _OWNER_RE.match(owner):
+        raise ValueError(f"owner {owner!r} is not a valid owner name")
+    p = outputs_dir() / owner
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def new_output_path(stem: str = "clip", ext: str = ".mp4", root: Path | None = None) -> Path:
+    """A fresh, unique output path in `root` (default `outputs_dir()`; a folder path when ext is '/')."""
+    root = outputs_dir() if root is None else root
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40].strip("-") or "clip"
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:6]}"
     if ext == "/":
-        return outputs_dir() / name
-    return outputs_dir() / (name + ext)
+        return root / name
+    return root / (name + ext)
+
+
+STUDIO_FRAME_FILE = re.compile(r"^frame_\d{5,}\.png$")
+STUDIO_FOLDER_FILES = ("fps.txt",)
+MANIFEST_KINDS = ("studio-manifest", "studio-sequence")
+
+
+def _is_studio_manifest(p: Path) -> bool:
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("kind") in MANIFEST_KINDS
+
+
+def is_studio_frame_folder(folder: Path) -> bool:
+    """True when `folder` is a PNG-frame output the studio wrote: only its frame files and `fps.txt`
+    (an empty folder counts: replacing it loses nothing), or a studio manifest beside it."""
+    if _is_studio_manifest(manifest_path_for(folder)):
+        return True
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    return all(e.is_file() and not e.is_symlink()
+               and (STUDIO_FRAME_FILE.match(e.name) or e.name in STUDIO_FOLDER_FILES) for e in entries)
+
+
+def _refuse_foreign_folder(final: Path) -> None:
+    if final.is_dir() and not is_studio_frame_folder(final):
+        raise ValueError(f"output folder {str(final)!r} exists and is not a studio PNG-frame output; "
+                         "it would be replaced, so name a new folder")
+
+
+def check_replaceable(out: str | Path) -> None:
+    """Refuse to write over a folder that is not a studio PNG-frame output (ValueError naming it).
+
+    A folder output replaces the folder at `out` and writes `<out>.json` beside it; both must be the
+    studio's own (frames plus the files it writes, or a studio manifest).  Files the user names are
+    replaced as asked.
+    """
+    final = Path(str(out).rstrip("/"))
+    if final.is_symlink():
+        raise ValueError(f"output {str(final)!r} is a symbolic link; name a new path")
+    _refuse_foreign_folder(final)
+    mp = manifest_path_for(final)
+    if (final.is_dir() or str(out).endswith("/")) and mp.exists() and not _is_studio_manifest(mp):
+        raise ValueError(f"{str(mp)!r} exists and is not a studio manifest; writing {str(final)!r} "
+                         "would replace it, so name a new folder")
 
 
 def manifest_path_for(out: Path) -> Path:
@@ -53,6 +116,8 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     left at `path`.
     """
     final = Path(str(path).rstrip("/"))
+    if is_dir:
+        _refuse_foreign_folder(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.stem}.part-{uuid.uuid4().hex[:8]}{final.suffix}")
     if is_dir:
@@ -109,7 +174,7 @@ class OutputRecord:
     created: float
 
 
-OUTPUT_KINDS = ("studio-manifest", "studio-sequence")   # manifest kinds: generations, sequence exports
+OUTPUT_KINDS = MANIFEST_KINDS   # manifest kinds: generations, sequence exports
 
 
 def list_outputs(root: Path | None = None,

@@ -28,6 +28,7 @@ class Param:
     advanced: bool = False
     group: str = "generate"
     optional: bool = False          # None is allowed and means "not set"
+    max_len: int | None = 256       # the longest text a str setting takes
 
     def override(self, **kw: Any) -> Param:
         """A copy with some fields changed (engines narrow ranges this way)."""
@@ -52,6 +53,13 @@ class Param:
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
                 v = int(value)
+            elif self.type is str:
+                if not isinstance(value, str):
+                    raise ValueError
+                if self.max_len is not None and len(value) > self.max_len:
+                    raise ValueError(f"{self.name} is {len(value):,} characters long, over the limit of "
+                                     f"{self.max_len:,}") from None
+                v = value
             elif self.type is float:
                 if isinstance(value, bool):
                     raise ValueError
@@ -60,8 +68,10 @@ class Param:
                     raise ValueError
             else:
                 v = self.type(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.name}={value!r} is not a valid {self.type.__name__}") from None
+        except (TypeError, ValueError) as e:
+            if str(e).startswith(f"{self.name} is "):
+                raise
+            raise ValueError(f"{self.name}={_short(value)} is not a valid {self.type.__name__}") from None
         if self.choices is not None and v not in self.choices:
             raise ValueError(f"{self.name}={v!r} is not one of {', '.join(map(str, self.choices))}")
         if self.min is not None and v < self.min:
@@ -77,14 +87,19 @@ class Param:
         return v
 
 
+def _short(value: Any, n: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[:n] + "…"
+
+
 def _p(name: str, typ: type, default: Any, help: str, **kw: Any) -> Param:
     return Param(name=name, type=typ, default=default, help=help, **kw)
 
 
 # The core request spec.  Engines override entries (ranges, defaults, frame rules).
 SPEC: dict[str, Param] = {p.name: p for p in [
-    _p("prompt", str, "", "Motion prompt, e.g. 'camera slowly zooming in, clouds drifting'."),
-    _p("negative_prompt", str, "", "What to avoid (diffusion engines only).", advanced=True),
+    _p("prompt", str, "", "Motion prompt, e.g. 'camera slowly zooming in, clouds drifting'.", max_len=2000),
+    _p("negative_prompt", str, "", "What to avoid (diffusion engines only).", advanced=True, max_len=2000),
     _p("engine", str, "camera", "Engine id (see `python -m studio models`)."),
     _p("frames", int, 16, "Frames in the base clip.", min=2, max=257, step=1),
     _p("fps", float, 8.0, "Frame rate of the base clip.", min=1, max=120, step=1),

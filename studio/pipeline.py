@@ -22,6 +22,7 @@ from .context import RunContext
 from .outputs import (
     atomic_path,
     base_clip_path,
+    check_replaceable,
     manifest_path_for,
     new_output_path,
     read_manifest,
@@ -236,6 +237,7 @@ def _resolve_out(out: str | Path | None, req: GenerationRequest, stem: str) -> P
     if out is None:
         from postfx.assemble import extension_for
         return new_output_path(stem, extension_for(req.codec))
+    check_replaceable(out)
     return out
 
 
@@ -293,11 +295,18 @@ def post_settings(values: dict[str, Any]) -> GenerationRequest:
     return req
 
 
-def _post_ledger(base: Clip, req: GenerationRequest, stages: list[Stage], out: str | Path, device: str,
+def _post_ledger(base: ClipSpec, req: GenerationRequest, stages: list[Stage], out: str | Path, device: str,
                  label: str) -> Ledger:
     from postfx.assemble import codec_for
-    row = _row("input", label, base.spec, None)
-    return ledger_for(base.spec, row, stages, codec_for(out, req.codec), device)
+    row = _row("input", label, base, None)
+    return ledger_for(base, row, stages, codec_for(out, req.codec), device)
+
+
+def plan_post(base: ClipSpec, settings: dict[str, Any], out: str | Path, device: str = "cpu",
+              label: str = "input") -> Ledger:
+    """The ledger of post-processing a clip shaped `base` with `settings` into `out` (nothing runs)."""
+    req = post_settings(settings)
+    return _post_ledger(base, req, build_stages(req), out, device, label)
 
 
 def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Path | None = None,
@@ -310,7 +319,7 @@ def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Pa
     base = read_video(input_path)
     out = _resolve_out(out, req, Path(str(input_path).rstrip("/")).stem + "-post")
     stages = build_stages(req)
-    ledger = _post_ledger(base, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}")
+    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}")
     timings: dict[str, float] = {}
     clip = run_chain(base, stages, ctx, timings)
     extra = {"input": {"path": str(Path(input_path).resolve())}, "engine": None}
@@ -326,13 +335,27 @@ def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
     ctx = ctx or RunContext(device=default_device())
     mpath = Path(manifest_path)
     m = read_manifest(mpath)
+    req = rerun_request(m, overrides, mpath)
+    base = load_base(mpath.with_name(m["base_clip"]))
+    out = _resolve_out(out, req, mpath.stem.replace(".mp4", "") + "-rerun")
+    stages = build_stages(req)
+    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, "saved base clip")
+    timings: dict[str, float] = {}
+    clip = run_chain(base, stages, ctx, timings)
+    extra = {k: m.get(k) for k in ("engine", "seed", "input", "engine_meta", "weights") if k in m}
+    extra["parent"] = str(mpath.resolve())
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+
+
+def rerun_request(m: dict[str, Any], overrides: dict[str, Any] | None, where: Path | str = "manifest"
+                  ) -> GenerationRequest:
+    """The request a re-run makes: the manifest's, with post-processing `overrides` (validated)."""
     overrides = dict(overrides or {})
     bad = sorted(set(overrides) - set(POST_FIELDS))
     if bad:
         raise ValueError(f"rerun can change post-processing settings only, not: {', '.join(bad)}")
     if not m.get("base_clip"):
-        raise ValueError(f"manifest {mpath} has no saved base clip to re-run from")
-    base = load_base(mpath.with_name(m["base_clip"]))
+        raise ValueError(f"manifest {where} has no saved base clip to re-run from")
     req = GenerationRequest.from_dict(m["request"])
     for k, v in overrides.items():
         setattr(req, k, v)
@@ -343,14 +366,20 @@ def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
     post = post_settings({k: getattr(req, k) for k in POST_FIELDS})
     for k in POST_FIELDS:
         setattr(req, k, getattr(post, k))
-    out = _resolve_out(out, req, mpath.stem.replace(".mp4", "") + "-rerun")
-    stages = build_stages(req)
-    ledger = _post_ledger(base, req, stages, out, ctx.device, "saved base clip")
-    timings: dict[str, float] = {}
-    clip = run_chain(base, stages, ctx, timings)
-    extra = {k: m.get(k) for k in ("engine", "seed", "input", "engine_meta", "weights") if k in m}
-    extra["parent"] = str(mpath.resolve())
-    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+    return req
+
+
+def base_spec_of(m: dict[str, Any]) -> ClipSpec:
+    """The shape of the clip a manifest's run started from (its ledger's first row)."""
+    row = m["ledger"]["rows"][0]
+    return ClipSpec(int(row["frames"]), float(row["fps"]), int(row["width"]), int(row["height"]))
+
+
+def plan_rerun(m: dict[str, Any], overrides: dict[str, Any] | None, out: str | Path, device: str = "cpu"
+               ) -> Ledger:
+    """The ledger of re-running a manifest's post-processing with `overrides` into `out` (nothing runs)."""
+    req = rerun_request(m, overrides)
+    return _post_ledger(base_spec_of(m), req, build_stages(req), out, device, "saved base clip")
 
 
 def request_from_manifest(path: str | Path) -> GenerationRequest:

@@ -14,7 +14,7 @@ from ..context import RunContext
 
 
 def _result(res: Any) -> dict[str, Any]:
-    return {"output": str(res.output), "manifest": str(res.manifest_path)}
+    return {"output": str(res.output), "manifest": str(res.manifest_path), "timings": dict(res.timings)}
 
 
 def request_from_payload(payload: dict[str, Any]) -> Any:

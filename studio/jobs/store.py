@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     preview TEXT,
     result TEXT,
     error TEXT,
-    owner TEXT,
+    owner TEXT NOT NULL DEFAULT 'local',
+    worker TEXT,
+    run_payload TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     started REAL,
@@ -44,6 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
 """
+_INDEXES = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, status, created);"
+LOCAL_OWNER = "local"   # the desk studio (Streamlit, CLI): its outputs live in outputs/ itself
 
 
 def default_db_path() -> Path:
@@ -70,7 +74,9 @@ class Job:
     preview: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    owner: str | None = None
+    owner: str = LOCAL_OWNER          # who submitted it: a token's owner, or 'local' for the desk studio
+    worker: str | None = None         # which worker process claimed it (host:pid:random)
+    run_payload: dict[str, Any] | None = None   # what the worker runs, when it differs from `payload`
     cancel_requested: bool = False
     created: float = 0.0
     started: float | None = None
@@ -99,13 +105,22 @@ class Job:
 def _row_to_job(row: sqlite3.Row) -> Job:
     d = dict(row)
     d["payload"] = json.loads(d["payload"])
+    d["run_payload"] = json.loads(d["run_payload"]) if d.get("run_payload") else None
     d["result"] = json.loads(d["result"]) if d["result"] else {}
     d["cancel_requested"] = bool(d["cancel_requested"])
     return Job(**d)
 
 
-def owner_token() -> str:
-    """A token naming this process: host, pid and a random part."""
+class QueueFull(Exception):
+    """An owner already has its maximum of queued and running jobs."""
+
+    def __init__(self, owner: str, active: int, limit: int) -> None:
+        super().__init__(f"{owner} has {active} queued or running job(s), the limit is {limit}")
+        self.owner, self.active, self.limit = owner, active, limit
+
+
+def worker_token() -> str:
+    """A token naming this worker process: host, pid and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -115,12 +130,21 @@ class JobStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as c:
+        with self.conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
+            cols = {r["name"] for r in c.execute("PRAGMA table_info(jobs)")}
+            if "worker" not in cols:   # a database from before owners: `owner` held the worker's token
+                c.execute("ALTER TABLE jobs ADD COLUMN worker TEXT")
+                c.execute("UPDATE jobs SET worker=owner")
+                c.execute(f"UPDATE jobs SET owner='{LOCAL_OWNER}'")
+            if "run_payload" not in cols:
+                c.execute("ALTER TABLE jobs ADD COLUMN run_payload TEXT")
+            c.executescript(_INDEXES)
 
     @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
+    def conn(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection (rows as sqlite3.Row, autocommit unless BEGIN is issued)."""
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
@@ -129,20 +153,40 @@ class JobStore:
             conn.close()
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, kind: str, payload: dict[str, Any]) -> Job:
-        """Insert a queued job and return it."""
+    def add(self, kind: str, payload: dict[str, Any], *, owner: str = LOCAL_OWNER,
+            run_payload: dict[str, Any] | None = None, max_active: int | None = None) -> Job:
+        """Insert a queued job for `owner` and return it.
+
+        `run_payload` is what the worker runs when it differs from the client's `payload` (the REST
+        API resolves upload ids to server paths there).  With `max_active`, the owner's queued and
+        running jobs are counted and the insert made in one transaction; at the cap it raises
+        `QueueFull` and inserts nothing.
+        """
         if not kind or not isinstance(kind, str):
             raise ValueError(f"job kind={kind!r} must be a non-empty string")
         text = json.dumps(payload, default=str)
+        run_text = None if run_payload is None else json.dumps(run_payload, default=str)
         job_id = uuid.uuid4().hex[:12]
-        with self._conn() as c:
-            c.execute("INSERT INTO jobs (id, kind, payload, status, created) VALUES (?, ?, ?, 'queued', ?)",
-                      (job_id, kind, text, time.time()))
+        with self.conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if max_active is not None:
+                    n = c.execute("SELECT COUNT(*) FROM jobs WHERE owner=? "
+                                  "AND status IN ('queued','running')", (owner,)).fetchone()[0]
+                    if n >= max_active:
+                        raise QueueFull(owner, n, max_active)
+                c.execute("INSERT INTO jobs (id, kind, payload, status, created, owner, run_payload) "
+                          "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                          (job_id, kind, text, time.time(), owner, run_text))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
         return self.get(job_id)
 
-    def claim(self, owner: str, kinds: list[str] | None = None) -> Job | None:
+    def claim(self, worker: str, kinds: list[str] | None = None) -> Job | None:
         """Atomically take the oldest queued job (of `kinds`, if given) and mark it running."""
-        with self._conn() as c:
+        with self.conn() as c:
             c.execute("BEGIN IMMEDIATE")
             try:
                 q = "SELECT id FROM jobs WHERE status='queued'"
@@ -154,8 +198,8 @@ class JobStore:
                 if row is None:
                     c.execute("COMMIT")
                     return None
-                c.execute("UPDATE jobs SET status='running', owner=?, started=?, message='starting' "
-                          "WHERE id=? AND status='queued'", (owner, time.time(), row["id"]))
+                c.execute("UPDATE jobs SET status='running', worker=?, started=?, message='starting' "
+                          "WHERE id=? AND status='queued'", (worker, time.time(), row["id"]))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -169,12 +213,13 @@ class JobStore:
         bad = sorted(set(fields) - set(Job.__dataclass_fields__) - {"id"})
         if bad:
             raise ValueError(f"unknown job field(s): {', '.join(bad)}")
-        if "result" in fields:
-            fields["result"] = json.dumps(fields["result"], default=str)
+        for k in ("result", "run_payload"):
+            if k in fields and fields[k] is not None:
+                fields[k] = json.dumps(fields[k], default=str)
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"status={fields['status']!r} is not one of {', '.join(STATUSES)}")
         cols = ", ".join(f"{k}=?" for k in fields)
-        with self._conn() as c:
+        with self.conn() as c:
             c.execute(f"UPDATE jobs SET {cols} WHERE id=?", [*fields.values(), job_id])
 
     def progress(self, job_id: str, stage: str, i: int, n: int, message: str = "") -> None:
@@ -192,7 +237,7 @@ class JobStore:
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; flag a running one (its worker stops at the next step)."""
         job = self.get(job_id)
-        with self._conn() as c:
+        with self.conn() as c:
             c.execute("UPDATE jobs SET status='cancelled', cancel_requested=1, finished=?, "
                       "message='cancelled before it started' WHERE id=? AND status='queued'",
                       (time.time(), job_id))
@@ -205,12 +250,12 @@ class JobStore:
         job = self.get(job_id)
         if job.is_active:
             raise ValueError(f"job {job_id} is {job.status}; cancel it before deleting")
-        with self._conn() as c:
+        with self.conn() as c:
             c.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
     def recover(self, is_alive: Any) -> list[str]:
-        """Mark running jobs whose owner is gone (`is_alive(owner)` false) as failed; return their ids."""
-        lost = [j for j in self.list(status="running") if not is_alive(j.owner)]
+        """Mark running jobs whose worker is gone (`is_alive(worker)` false) as failed; return their ids."""
+        lost = [j for j in self.list(status="running", limit=100_000) if not is_alive(j.worker)]
         for j in lost:
             self.update(j.id, status="failed", finished=time.time(), message="interrupted",
                         error="interrupted: the studio stopped while this job was running; submit it again")
@@ -219,15 +264,15 @@ class JobStore:
     # -- reading -----------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
         """The job with `job_id`; an unknown id raises KeyError naming it."""
-        with self._conn() as c:
+        with self.conn() as c:
             row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(f"no job with id {job_id!r}")
         return _row_to_job(row)
 
     def list(self, status: str | tuple[str, ...] | None = None, kind: str | None = None,
-             limit: int = 200) -> list[Job]:
-        """Jobs, newest first, optionally only those with `status` (one or several) and `kind`."""
+             limit: int = 200, owner: str | None = None) -> list[Job]:
+        """Jobs, newest first, optionally only those with `status` (one or several), `kind`, `owner`."""
         q, args = "SELECT * FROM jobs WHERE 1=1", []
         if status is not None:
             sts = (status,) if isinstance(status, str) else tuple(status)
@@ -239,15 +284,18 @@ class JobStore:
         if kind is not None:
             q += " AND kind=?"
             args.append(kind)
+        if owner is not None:
+            q += " AND owner=?"
+            args.append(owner)
         q += " ORDER BY created DESC, rowid DESC LIMIT ?"
         args.append(int(limit))
-        with self._conn() as c:
+        with self.conn() as c:
             rows = c.execute(q, args).fetchall()
         return [_row_to_job(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""
-        with self._conn() as c:
+        with self.conn() as c:
             rows = c.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         out = dict.fromkeys(STATUSES, 0)
         out.update({r["status"]: r["n"] for r in rows})

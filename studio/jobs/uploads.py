@@ -1,18 +1,33 @@
-"""Accepted input images (shared by the pages and the REST API): validated, kept under <outputs>/uploads."""
+"""Accepted inputs (shared by the pages and the REST API): validated, kept under an uploads folder.
+
+The desk studio keeps its uploads in <outputs>/uploads; an API owner's live in <outputs>/<owner>/uploads
+and are recorded in the `uploads` table (`UploadStore`), so that clients name them by id, never by path.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
+UPLOAD_KINDS = ("image", "video", "audio")
+VIDEO_MAX_SIDE = 4096
+VIDEO_MAX_FRAMES = 20_000
+PROBE_TIMEOUT_S = 60.0
 
 
-def uploads_dir() -> Path:
-    """Where accepted input images are kept: <outputs>/uploads."""
-    from ..outputs import outputs_dir
-    p = outputs_dir() / "uploads"
+def uploads_dir(owner: str | None = None) -> Path:
+    """Where accepted inputs are kept: <outputs>/uploads (the desk studio), or <outputs>/<owner>/uploads."""
+    from ..outputs import outputs_dir, owner_dir
+    p = (outputs_dir() if owner is None else owner_dir(owner)) / "uploads"
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -77,3 +92,231 @@ def accept_audio(name: str, data: bytes) -> Path:
             if secs <= 0:
                 raise ValueError(f"{name} holds no sound (duration 0 s)")
     return dest
+
+
+# -- the REST API's uploads: any of image, video or audio, recorded by id ---------------------------
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    info TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_owner ON uploads(owner, created);
+"""
+UPLOAD_ID = re.compile(r"^up_[0-9a-f]{16}$")
+
+
+@dataclass
+class Upload:
+    """One accepted upload: what it is (kind and info) and where the server keeps it (`path`)."""
+
+    id: str
+    owner: str
+    kind: str
+    name: str
+    bytes: int
+    sha256: str
+    path: str
+    info: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        """What a client sees: everything but the server path."""
+        return {"id": self.id, "kind": self.kind, "name": self.name, "bytes": self.bytes,
+                "sha256": self.sha256, "created": self.created, **self.info}
+
+
+def clean_name(name: Any, default: str = "upload") -> str:
+    """A client's file name reduced to a harmless base name (letters, digits, '-', '_', '.'; ≤ 80)."""
+    base = Path(str(name or "")).name
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).lstrip(".")[-80:]
+    return safe or default
+
+
+def _ffmpeg_probe(path: Path) -> str:
+    from postfx.assemble import ffmpeg_exe
+    try:
+        res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                             text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise ValueError("reading its header took too long") from None
+    return res.stderr
+
+
+def _video_info(path: Path, header: str, name: str) -> dict[str, Any]:
+    from postfx.assemble import ffmpeg_exe
+    m = re.search(r"Stream #\d+:\d+.*Video: (\w+).*?, (\d{2,5})x(\d{2,5})", header)
+    if not m:
+        raise ValueError(f"{name}: no video stream with a readable size")
+    w, h = int(m.group(2)), int(m.group(3))
+    if max(w, h) > VIDEO_MAX_SIDE:
+        raise ValueError(f"{name} is {w}x{h}; videos may be at most {VIDEO_MAX_SIDE} pixels on a side")
+    try:   # count frames without decoding them (stream copy), bounded in time
+        res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
+                              "-c", "copy", "-f", "null", "-"], capture_output=True, text=True,
+                             timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{name}: counting its frames took too long") from None
+    counts = re.findall(r"frame=\s*(\d+)", res.stderr)
+    frames = int(counts[-1]) if counts else 0
+    fps_m = re.search(r"([\d.]+) fps", header) or re.search(r"([\d.]+) tbr", header)
+    fps = float(fps_m.group(1)) if fps_m else 0.0
+    if frames < 1 or fps <= 0:
+        raise ValueError(f"{name} has no readable video frames")
+    if frames > VIDEO_MAX_FRAMES:
+        raise ValueError(f"{name} has {frames} frames; at most {VIDEO_MAX_FRAMES} are accepted")
+    return {"width": w, "height": h, "frames": frames, "fps": round(fps, 6),
+            "duration": round(frames / fps, 4)}
+
+
+def decode_check(path: Path) -> tuple[int, int]:
+    """Decode an image once (its header already checked by `probe_image`) to refuse corrupt or
+    truncated files at upload; returns its (width, height) as shown (EXIF orientation applied).
+
+    Only the decoder runs here, in Pillow's own buffer, not the studio's full conversion to RGB, so a
+    large upload costs one decoded copy of memory."""
+    import warnings
+
+    from PIL import Image
+
+    from ..images import ImageError, probe_image
+    info = probe_image(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken data
+        raise ImageError(path, f"corrupt or truncated image data ({type(e).__name__})") from None
+    w, h = info["display_size"]
+    return int(w), int(h)
+
+
+def inspect_upload(path: Path, name: str) -> tuple[str, dict[str, Any]]:
+    """What an uploaded file is, by its content: ('image'|'video'|'audio', info).  ValueError otherwise.
+
+    An image is fully decoded (so a corrupt or truncated one is refused here, not in a job); a video's
+    size and frame count and an audio file's duration are read with ffmpeg, each bounded in time.
+    """
+    from PIL import UnidentifiedImageError
+
+    from ..images import ImageError, probe_image
+    try:
+        probe_image(path)
+        is_image = True
+    except ImageError as e:
+        is_image = not isinstance(e.__cause__, UnidentifiedImageError)
+    if is_image:
+        try:
+            w, h = decode_check(path)
+        except ImageError as e:
+            raise ValueError(f"{name}: {e.reason}") from None
+        return "image", {"width": w, "height": h}
+    header = _ffmpeg_probe(path)
+    if re.search(r"Stream #\d+:\d+.*Video:", header) and "attached pic" not in header:
+        return "video", _video_info(path, header, name)
+    if re.search(r"Stream #\d+:\d+.*Audio:", header):
+        from ..sequence.audio import audio_duration
+        try:
+            secs = audio_duration(path, where=name)
+        except ValueError:
+            secs = 0.0
+        if secs <= 0:
+            raise ValueError(f"{name} holds no sound (duration 0 s)")
+        return "audio", {"duration": round(secs, 4)}
+    raise ValueError(f"{name} is not an image, video or audio file the studio can read")
+
+
+class UploadStore:
+    """The `uploads` table beside the jobs in a `JobStore`'s database."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        with store.conn() as c:
+            c.executescript(_SCHEMA)
+
+    def add(self, owner: str, name: str, src: Path, *, max_total_bytes: int | None = None) -> Upload:
+        """Validate the file at `src` and keep it as one of `owner`'s uploads (moved, not copied).
+
+        Raises ValueError naming the file when it is not an accepted input, `QuotaExceeded` when the
+        owner's uploads would pass `max_total_bytes`.  `src` is removed either way.
+        """
+        from ..outputs import atomic_path
+        try:
+            size = src.stat().st_size
+            if max_total_bytes is not None:
+                used = self.total_bytes(owner)
+                if used + size > max_total_bytes:
+                    raise QuotaExceeded(owner, used, size, max_total_bytes)
+            kind, info = inspect_upload(src, name)
+            h = hashlib.sha256()
+            with open(src, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            up_id = "up_" + secrets.token_hex(8)
+            suffix = Path(name).suffix.lower()
+            ext = suffix if re.match(r"^\.[a-z0-9]{1,5}$", suffix) else ""
+            dest = uploads_dir(owner) / f"{up_id}{ext}"
+            with atomic_path(dest) as tmp:
+                os.replace(src, tmp)
+            rec = Upload(up_id, owner, kind, name, size, h.hexdigest(), str(dest), info, time.time())
+            with self.store.conn() as c:
+                c.execute("INSERT INTO uploads (id, owner, kind, name, bytes, sha256, path, info, created) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (rec.id, owner, kind, name, size, rec.sha256, rec.path, json.dumps(info),
+                           rec.created))
+            return rec
+        finally:
+            src.unlink(missing_ok=True)
+
+    @staticmethod
+    def _rec(row: Any) -> Upload:
+        d = dict(row)
+        d["info"] = json.loads(d["info"])
+        return Upload(**d)
+
+    def get(self, up_id: Any, owner: str | None) -> Upload:
+        """The upload `up_id` of `owner` (None: any owner); KeyError when there is none of theirs."""
+        if not isinstance(up_id, str) or not UPLOAD_ID.match(up_id):
+            raise KeyError(up_id)
+        with self.store.conn() as c:
+            row = c.execute("SELECT * FROM uploads WHERE id=?", (up_id,)).fetchone()
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise KeyError(up_id)
+        return self._rec(row)
+
+    def list(self, owner: str | None, limit: int = 100) -> list[Upload]:
+        """Uploads, newest first (of one owner, or all when None)."""
+        q, args = "SELECT * FROM uploads", []
+        if owner is not None:
+            q, args = q + " WHERE owner=?", [owner]
+        with self.store.conn() as c:
+            rows = c.execute(q + " ORDER BY created DESC LIMIT ?", [*args, int(limit)]).fetchall()
+        return [self._rec(r) for r in rows]
+
+    def delete(self, up_id: str, owner: str | None) -> None:
+        """Forget an upload and remove its file (KeyError when it is not the owner's)."""
+        rec = self.get(up_id, owner)
+        Path(rec.path).unlink(missing_ok=True)
+        with self.store.conn() as c:
+            c.execute("DELETE FROM uploads WHERE id=?", (rec.id,))
+
+    def total_bytes(self, owner: str) -> int:
+        """Bytes of all of `owner`'s uploads."""
+        with self.store.conn() as c:
+            return int(c.execute("SELECT COALESCE(SUM(bytes), 0) FROM uploads WHERE owner=?",
+                                 (owner,)).fetchone()[0])
+
+
+class QuotaExceeded(Exception):
+    """An owner's uploads would pass their total-bytes limit."""
+
+    def __init__(self, owner: str, used: int, size: int, limit: int) -> None:
+        super().__init__(f"this upload ({size:,} bytes) would bring {owner}'s uploads to {used + size:,} "
+                         f"bytes, over the limit of {limit:,}")

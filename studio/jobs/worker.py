@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..context import Cancelled, ModelCache, RunContext
-from .store import Job, JobStore, owner_token
+from .logs import current_job
+from .store import LOCAL_OWNER, Job, JobStore, worker_token
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ def _resolve(kind: str) -> JobFn:
     return fn
 
 
-def owner_alive(owner: str | None) -> bool:
-    """Whether the process (and, in this process, the queue) that owns a running job still lives."""
-    if not owner:
+def worker_alive(worker: str | None) -> bool:
+    """Whether the process (and, in this process, the queue) that runs a job still lives."""
+    if not worker:
         return False
-    host, _, rest = owner.partition(":")
+    host, _, rest = worker.partition(":")
     pid_s, _, token = rest.partition(":")
     if host != socket.gethostname():
         return True  # another machine: we cannot tell, so leave its jobs alone
@@ -78,7 +79,7 @@ def owner_alive(owner: str | None) -> bool:
     except ValueError:
         return False
     if pid == os.getpid():
-        return owner in _LIVE_TOKENS
+        return worker in _LIVE_TOKENS
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -126,7 +127,7 @@ class JobQueue:
         self.devices = devices
         self.cache = cache if cache is not None else RunContext().cache
         self.poll_s = poll_s
-        self.owner = owner_token()
+        self.worker = worker_token()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -139,8 +140,8 @@ class JobQueue:
         """Mark jobs orphaned by a crash as failed, then start the workers (idempotent)."""
         if self._threads:
             return self
-        _LIVE_TOKENS.add(self.owner)
-        self.recovered = self.store.recover(owner_alive)
+        _LIVE_TOKENS.add(self.worker)
+        self.recovered = self.store.recover(worker_alive)
         if self.recovered:
             log.warning("marked %d interrupted job(s) failed: %s", len(self.recovered), self.recovered)
         devices = default_devices() if self.devices is None else list(self.devices)
@@ -162,7 +163,7 @@ class JobQueue:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        _LIVE_TOKENS.discard(self.owner)
+        _LIVE_TOKENS.discard(self.worker)
 
     @property
     def running(self) -> bool:
@@ -170,11 +171,15 @@ class JobQueue:
         return any(t.is_alive() for t in self._threads)
 
     # -- jobs --------------------------------------------------------------------------------
-    def submit(self, kind: str, payload: dict[str, Any]) -> Job:
-        """Queue a job; the next free worker runs it."""
+    def submit(self, kind: str, payload: dict[str, Any], *, owner: str = LOCAL_OWNER,
+               run_payload: dict[str, Any] | None = None, max_active: int | None = None) -> Job:
+        """Queue a job for `owner`; the next free worker runs it (`run_payload` if given, else `payload`).
+
+        With `max_active`, raises `QueueFull` when the owner already has that many queued or running.
+        """
         if kind not in _KINDS:
             raise ValueError(f"job kind {kind!r} is not registered (known: {', '.join(_KINDS)})")
-        job = self.store.add(kind, payload)
+        job = self.store.add(kind, payload, owner=owner, run_payload=run_payload, max_active=max_active)
         self._wake.set()
         return job
 
@@ -208,7 +213,7 @@ class JobQueue:
     def _loop(self, device: str) -> None:
         while not self._stop.is_set():
             try:
-                job = self.store.claim(self.owner, kinds=job_kinds())
+                job = self.store.claim(self.worker, kinds=job_kinds())
             except Exception:  # noqa: BLE001 - a locked or vanished DB: retry later
                 log.exception("could not claim a job")
                 job = None
@@ -253,9 +258,10 @@ class JobQueue:
             self._running[job.id] = cancel
         ctx = self._context(job, device, cancel)
         t0 = time.perf_counter()
+        token = current_job.set(job.id)
         try:
             fn = _resolve(job.kind)
-            result = fn(job.payload, ctx) or {}
+            result = fn(job.run_payload if job.run_payload is not None else job.payload, ctx) or {}
             if cancel.is_set() and self.store.get(job.id).cancel_requested:
                 raise Cancelled("cancelled by user")
             result.setdefault("seconds", round(time.perf_counter() - t0, 3))
@@ -268,5 +274,6 @@ class JobQueue:
             log.warning("job %s (%s) failed: %s\n%s", job.id, job.kind, e, traceback.format_exc())
             self.store.finish(job.id, "failed", error=f"{type(e).__name__}: {e}", message="failed")
         finally:
+            current_job.reset(token)
             with self._lock:
                 self._running.pop(job.id, None)

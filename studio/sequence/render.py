@@ -122,11 +122,12 @@ def render_sequence(spec: SequenceSpec | dict[str, Any] | str | Path, out: str |
     """
     from postfx.assemble import write_video
 
-    from ..outputs import delete_output, write_manifest
+    from ..outputs import check_replaceable, delete_output, write_manifest
     from .audio import bed_audio_spec
 
     ctx = ctx or RunContext()
     spec = load_spec(spec)
+    check_replaceable(out)
     t0 = time.perf_counter()
     plan = plan_sequence(spec, out)
     log.info("sequence plan:\n%s", plan.to_text())

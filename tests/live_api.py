@@ -1,0 +1,100 @@
+"""A live REST API for tests: `python -m studio serve` as a real process on 127.0.0.1, with real tokens.
+
+Tests talk to it over HTTP (httpx) the way a client, or an attacker, would.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveApi:
+    """A running server: its base URL, tokens by name, outputs folder and process."""
+
+    url: str
+    outputs: Path
+    env: dict[str, str]
+    proc: subprocess.Popen
+    tokens: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None
+
+    def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
+        """An httpx client for this server, authenticated as token name `token` (or anonymous)."""
+        headers = dict(kw.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[token]}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=kw.pop("timeout", 60), **kw)
+
+    def studio(self, *args: str) -> subprocess.CompletedProcess:
+        """Run `python -m studio ARGS` against this server's store."""
+        return subprocess.run([sys.executable, "-m", "studio", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_api(outputs: Path, tokens: dict[str, list[str]], extra_env: dict[str, str] | None = None,
+              args: list[str] | None = None) -> LiveApi:
+    """Create `tokens` ({name: [flags]}) with the CLI, then start the server and wait for /health."""
+    env = {**os.environ, "STUDIO_OUTPUTS_DIR": str(outputs), "STUDIO_JOBS_DB": str(outputs / "jobs.sqlite"),
+           "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    port = free_port()
+    log = outputs.parent / f"serve-{port}.log"
+    made: dict[str, str] = {}
+    for name, flags in tokens.items():
+        res = subprocess.run([sys.executable, "-m", "studio", "tokens", "create", name, *flags], env=env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        made[name] = res.stdout.strip()
+    fh = open(log, "w")  # noqa: SIM115 - kept open for the server's lifetime
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             *(args or [])], env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return LiveApi(url, outputs, env, proc, made, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server did not answer /health: {log.read_text()[-2000:]}")
+
+
+def wait_job(c: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll a job until it has finished; return its record."""
+    end = time.monotonic() + timeout
+    while True:
+        j = c.get(f"/jobs/{job_id}").json()
+        if j["status"] in ("done", "failed", "cancelled") or time.monotonic() > end:
+            return j
+        time.sleep(0.2)
