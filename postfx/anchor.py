@@ -13,13 +13,13 @@ as it is, and says so in the log.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from postfx import register_stage
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
-from studio.stages import register_stage
 
 
 def fade_weights(n: int, fps: float, fade: float) -> np.ndarray:
@@ -81,4 +81,11 @@ class StartOn:
         return clip.replace(frames=out)
 
 
-__all__ = ["StartOn", "fade_weights"]
+def start_on_for(req: Any, upscale: Any) -> list[StartOn]:
+    """[StartOn(req.image)] for a continuation (`anchor_start`) that is upscaled, else []."""
+    if upscale is None or not (req.extra or {}).get("anchor_start") or not req.image:
+        return []
+    return [StartOn(image=str(req.image))]
+
+
+__all__ = ["StartOn", "fade_weights", "start_on_for"]

@@ -35,7 +35,7 @@ class Stage(Protocol):
 
 def stage_types() -> dict[str, type]:
     """Every registered stage by name, the built-in ones loaded (importing a module registers it)."""
-    from postfx import color, interpolate, upscale  # noqa: F401
+    from postfx import anchor, color, interpolate, upscale  # noqa: F401
     return dict(STAGE_TYPES)
 
 

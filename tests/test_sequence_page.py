@@ -83,3 +83,39 @@ def test_sequence_page_builds_previews_and_exports():
     assert len(outs) == 1
     info = probe_video(outs[0])
     assert (info["width"], info["height"], info["frames"]) == (96, 64, 16)
+
+
+def test_a_text_file_named_mp4_or_wav_is_refused_at_upload_with_a_plain_message():
+    a = gallery_clip("a.mp4", 1.0, (200, 30, 30))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="seq_gallery_pick").set_value(str(a)).run()
+    at.button(key="seq_add_gallery").click().run()
+    at.file_uploader(key="seq_upload").set_value(("notes.mp4", b"just text\n" * 50, "video/mp4")).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors == ["Cannot use this clip — notes.mp4 is not a video the studio can read"]
+    assert at.button(key="seq_add_upload").disabled                     # it cannot reach the timeline
+    at.file_uploader(key="seq_audio").set_value(("song.wav", b"not audio\n" * 50, "audio/wav")).run()
+    errors = [e.value for e in at.error]
+    assert "Cannot use this audio — song.wav is not readable audio (no audio stream in it)" in errors
+    assert "seq_audio_path" not in at.session_state
+    assert not any("/" in e for e in errors)                               # no server paths
+    assert len(at.session_state["seq_items"]) == 1
+    assert any(b.key == "seq_export" for b in at.button)                   # the plan still renders
+
+
+def test_an_export_offers_its_download():
+    a = gallery_clip("a.mp4", 1.0, (200, 30, 30))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="seq_gallery_pick").set_value(str(a)).run()
+    at.button(key="seq_add_gallery").click().run()
+    at.checkbox(key="seq_custom_size").check().run()
+    at.number_input(key="seq_w").set_value(96).run()
+    at.number_input(key="seq_h").set_value(64).run()
+    at.button(key="seq_export").click().run()
+    at = _poll(at, lambda x: len(x.get("video")) > 0)
+    jid = at.session_state["seq_job"]
+    dl = [d for d in at.get("download_button") if d.proto.label.startswith("⬇ MP4")]
+    assert dl, "no download button for the export"
+    out = sorted(outputs_dir().glob("*sequence*.mp4"))
+    assert len(out) == 1 and jid

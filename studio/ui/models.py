@@ -9,7 +9,7 @@ import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
 from .loras import LoraView, library, list_loras, save_metadata, validate_upload
-from .service import weight_rows
+from .service import engine_ids, repo_path, weight_rows
 
 MAX_LORA_MB = 2048
 
@@ -82,8 +82,6 @@ def _lora_card(lv: LoraView) -> None:
 
 def lora_upload() -> None:
     """Accept a .safetensors LoRA only when at least one engine can use it."""
-    from ..engines import engine_ids
-    from ..weights import REPO_ROOT
     up = st.file_uploader("Add a LoRA (.safetensors)", type=["safetensors"], key="lora_upload")
     if up is None:
         return
@@ -95,7 +93,7 @@ def lora_upload() -> None:
         st.error(f"{up.name} is {len(data) / 1e6:.0f} MB, over the {MAX_LORA_MB} MB limit")
         return
     mod = library()
-    dest_dir = mod.loras_dir() if mod is not None and hasattr(mod, "loras_dir") else REPO_ROOT / "loras"
+    dest_dir = mod.loras_dir() if mod is not None and hasattr(mod, "loras_dir") else repo_path("loras")
     dest = dest_dir / Path(up.name).name
     tmp = dest_dir / ".incoming" / hashlib.sha256(data).hexdigest()[:12] / dest.name
     tmp.parent.mkdir(parents=True, exist_ok=True)

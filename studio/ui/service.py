@@ -24,10 +24,12 @@ from ..params import Param
 log = logging.getLogger(__name__)
 
 __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRow", "accept_audio",
-           "accept_image", "accept_video", "anchor_keys", "delete_output", "engine", "engines_info",
-           "extension_for", "extra_paths", "ledger_for", "list_outputs", "make_extras", "max_upload_mb",
-           "outputs_dir", "plain_error", "repo_file", "save_last_frame", "thumbnail", "upscaler_notes",
-           "uploads_dir", "weight_rows"]
+           "accept_image", "accept_video", "anchor_keys", "build_request", "check_request", "delete_output",
+           "engine", "engine_ids", "engines_info", "extension_for", "extra_paths", "ledger_for",
+           "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
+           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "save_last_frame",
+           "sequence_options", "storyboard", "submit_sequence", "thumbnail", "upscaler_notes", "uploads_dir",
+           "weight_rows"]
 
 VIDEO_TYPES = ("mp4", "webm", "mov", "mkv", "gif", "m4v")
 
@@ -134,10 +136,15 @@ def upscaler_notes(p: Param) -> str:
     return "\n".join(lines)
 
 
+def repo_path(rel: str) -> Path:
+    """`rel` inside the repository (e.g. 'loras')."""
+    from ..weights import REPO_ROOT
+    return REPO_ROOT / rel
+
+
 def repo_file(rel: str) -> bool:
     """True when `rel` (e.g. 'pages/1_Generate.py') exists in the repository."""
-    from ..weights import REPO_ROOT
-    return (REPO_ROOT / rel).is_file()
+    return repo_path(rel).is_file()
 
 
 # -- generation ------------------------------------------------------------------------------------
