@@ -46,8 +46,14 @@ class LiveApi:
 
     def studio(self, *args: str) -> subprocess.CompletedProcess:
         """Run `python -m studio ARGS` against this server's store."""
-        return subprocess.run([sys.executable, "-m", "studio", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "studio", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""
@@ -59,22 +65,42 @@ class LiveApi:
             self.proc.wait(5)
 
 
-def start_api(outputs: Path, tokens: dict[str, list[str]], extra_env: dict[str, str] | None = None,
-              args: list[str] | None = None) -> LiveApi:
+def start_api(
+    outputs: Path,
+    tokens: dict[str, list[str]],
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> LiveApi:
     """Create `tokens` ({name: [flags]}) with the CLI, then start the server and wait for /health."""
-    env = {**os.environ, "STUDIO_OUTPUTS_DIR": str(outputs), "STUDIO_JOBS_DB": str(outputs / "jobs.sqlite"),
-           "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "STUDIO_OUTPUTS_DIR": str(outputs),
+        "STUDIO_JOBS_DB": str(outputs / "jobs.sqlite"),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
     port = free_port()
     log = outputs.parent / f"serve-{port}.log"
     made: dict[str, str] = {}
     for name, flags in tokens.items():
-        res = subprocess.run([sys.executable, "-m", "studio", "tokens", "create", name, *flags], env=env,
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-m", "studio", "tokens", "create", name, *flags],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, res.stderr
         made[name] = res.stdout.strip()
     fh = open(log, "w")  # noqa: SIM115 - kept open for the server's lifetime
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             *(args or [])], env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio", "serve", "--host", "127.0.0.1", "--port", str(port), *(args or [])],
+        env=env,
+        cwd=ROOT,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 90
     while time.monotonic() < end:

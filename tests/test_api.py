@@ -48,13 +48,13 @@ def test_upload_generate_then_fetch_result(client, queue, photo):
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["kind"] == "generate" and job["status"] == "queued" and job["owner"] == "alice"
-    assert job["payload"]["request"]["image"] == rec["id"]          # the client's payload, as sent
+    assert job["payload"]["request"]["image"] == rec["id"]  # the client's payload, as sent
     assert queue.wait(job["id"], timeout=60).status == "done"
     got = client.get(f"/jobs/{job['id']}").json()
     assert got["status"] == "done" and got["result"]["output_id"] == job["id"]
     assert got["result"]["name"].endswith(".mp4") and "engine" in got["result"]["timings"]
     res = client.get(f"/jobs/{job['id']}/result")
-    assert res.status_code == 200 and res.content[4:8] == b"ftyp"   # an MP4 file
+    assert res.status_code == 200 and res.content[4:8] == b"ftyp"  # an MP4 file
     outs = client.get("/outputs").json()
     assert [o["id"] for o in outs] == [job["id"]]
     man = client.get(f"/outputs/{job['id']}").json()["manifest"]
@@ -65,8 +65,9 @@ def test_upload_generate_then_fetch_result(client, queue, photo):
 
 def test_out_of_range_value_is_422_naming_it(client, photo):
     up = _upload(client, photo)
-    r = client.post("/jobs", json={"kind": "generate", "payload": {"request": {**TINY, "frames": 999,
-                                                                               "image": up}}})
+    r = client.post(
+        "/jobs", json={"kind": "generate", "payload": {"request": {**TINY, "frames": 999, "image": up}}}
+    )
     assert r.status_code == 422
     assert "frames=999" in r.json()["detail"]
 
@@ -87,6 +88,7 @@ def test_unknown_job_is_404_and_unfinished_result_is_409(client, tmp_path):
     idle = JobQueue(tmp_path / "idle.sqlite", devices=[]).start()
     c2 = _client(idle)
     from tests.conftest import DATA
+
     up = _upload(c2, DATA / "astronaut.jpg")
     job = c2.post("/jobs", json={"kind": "generate", "payload": {"request": {**TINY, "image": up}}}).json()
     assert c2.get(f"/jobs/{job['id']}/result").status_code == 409
@@ -97,13 +99,16 @@ def test_unknown_job_is_404_and_unfinished_result_is_409(client, tmp_path):
 
 def test_ledger_endpoint(client, photo):
     up = _upload(client, photo)
-    body = {"kind": "generate", "payload": {"request": {**TINY, "image": up, "upscale": 2, "upscaler": "lanczos"}}}
+    body = {
+        "kind": "generate",
+        "payload": {"request": {**TINY, "image": up, "upscale": 2, "upscaler": "lanczos"}},
+    }
     r = client.post("/ledger", json=body)
     assert r.status_code == 200, r.text
     led = r.json()
     assert led["frames"] == 4 and (led["width"], led["height"]) == (128, 128)
     assert led["ledger"]["rows"][0]["stage"] == "engine"
-    assert client.get("/jobs").json() == []      # nothing was queued
+    assert client.get("/jobs").json() == []  # nothing was queued
     body["payload"]["request"]["upscale"] = 5
     bad = client.post("/ledger", json=body)
     assert bad.status_code == 422 and "upscale=5" in bad.json()["detail"]
