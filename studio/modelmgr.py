@@ -2,7 +2,7 @@
 
 - Weights are looked up in `models/<engine>/` (diffusers folder layout) and then in the local
   Hugging Face cache, always with `HF_HUB_OFFLINE=1`: nothing is downloaded at run time.  Missing
-  or partial weights raise `WeightsError` with the exact `huggingface-cli download` command.
+  or partial weights raise `WeightsError` with the exact `hf download` command (huggingface_hub's CLI).
 - Precision: fp16 (bf16 where the engine asks) on CUDA, fp32 on CPU.
 - One pipeline is kept loaded; asking for another evicts it first (behind a lock).
 - Memory modes: full, model_offload, sequential_offload; VAE slicing/tiling as flags.
@@ -34,7 +34,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 def download_command(repo: str, engine_dir: str) -> str:
     """The exact command that fetches an engine's weights into models/<engine_dir>."""
-    return f"huggingface-cli download {repo} --local-dir models/{engine_dir}"
+    return f"hf download {repo} --local-dir models/{engine_dir}"
 
 
 def _hf_cache_snapshots(repo: str) -> list[Path]:

@@ -168,11 +168,11 @@ def test_spec_rules_and_missing_weights(tmp_path, monkeypatch):
         ltx.spec()["width"].check(100)
     st = get_engine("i2vgen-xl").status()
     assert not st.present
-    assert "huggingface-cli download ali-vilab/i2vgen-xl --local-dir models/i2vgen-xl" in st.detail
+    assert "hf download ali-vilab/i2vgen-xl --local-dir models/i2vgen-xl" in st.detail
     (tmp_path / "i2vgen-xl").mkdir()
     (tmp_path / "i2vgen-xl" / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "X"]}))
     from studio.weights import WeightsError
-    with pytest.raises(WeightsError, match=r"incomplete \(missing unet/\).*huggingface-cli download"):
+    with pytest.raises(WeightsError, match=r"incomplete \(missing unet/\).*hf download"):
         get_engine("i2vgen-xl").load("cpu", {})
 
 

@@ -163,8 +163,24 @@ class DiffusionEngine(Engine):
 
     # ---- weights ------------------------------------------------------------------------------
     def status(self) -> WeightsStatus:
-        """Present weights (models/<engine_dir> or the HF cache) or the download command."""
-        return modelmgr.locate(self.repo, self.engine_dir)
+        """Present weights (a diffusers folder, or single files per component) or the command."""
+        from .loading import inventory
+        inv = inventory(self)
+        if inv.folder is not None or not inv.parts:
+            return modelmgr.locate(self.repo, self.engine_dir)
+        cmd = " or ".join(inv.commands()) or None
+        size = sum(p.size_bytes for p in inv.parts.values())
+        if inv.present:
+            files = ", ".join(f"{n}: {p.path.name} ({p.format})" for n, p in inv.parts.items()
+                              if p.source in ("file", "folder") and p.path)
+            return WeightsStatus(True, f"present as parts: {files}", path=str(modelmgr.models_dir() /
+                                 self.engine_dir), size_bytes=size)
+        return WeightsStatus(False, f"missing {', '.join(inv.missing)}; get them with: {cmd}", command=cmd)
+
+    def inventory(self) -> Any:
+        """Per component: the file or folder found, its format and size, or that it is missing."""
+        from .loading import inventory
+        return inventory(self)
 
     def extra_spec(self) -> dict[str, Param]:
         """Common memory/compile settings plus the engine's own."""
@@ -189,16 +205,25 @@ class DiffusionEngine(Engine):
 
     def load(self, device: str, extra: dict[str, Any]) -> modelmgr.Loaded:
         """The loaded pipeline for these settings (evicting any other)."""
-        path = modelmgr.require(self.repo, self.engine_dir)
-        key = (self.id, str(path), device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
+        from .loading import build_pipeline, inventory
+        inv = inventory(self)
+        if inv.folder is None and not inv.parts:
+            modelmgr.require(self.repo, self.engine_dir)  # raises with the download command
+        path = inv.folder or modelmgr.models_dir() / self.engine_dir
+        key = (self.id, inv.key(), device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
                bool(extra.get("vae_tiling")), bool(extra.get("compile")))
 
         def _load() -> tuple[Any, Any, dict[str, Any]]:
             import diffusers
             dtype = modelmgr.pick_dtype(device, self.dtype_pref)
-            pipe = modelmgr.load_pipeline(getattr(diffusers, self.pipeline_class), path, device, dtype,
-                                          **self.load_kwargs())
+            if inv.folder is not None:
+                pipe = modelmgr.load_pipeline(getattr(diffusers, self.pipeline_class), inv.folder, device,
+                                              dtype, **self.load_kwargs())
+            else:
+                pipe = build_pipeline(self, inv, dtype)
             info = self.prepare(pipe, device, extra)
+            if inv.folder is None:
+                info["weights"] = {n: p.format for n, p in inv.parts.items() if p.source == "file"}
             return pipe, path, info
         return modelmgr.MANAGER.get(key, _load)
 
