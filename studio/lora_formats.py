@@ -313,7 +313,9 @@ def _shapes_from_config_text(text: str) -> tuple[tuple[str, tuple[int, ...]], ..
     import diffusers
     import torch
     cfg = json.loads(text)
-    cls = getattr(diffusers, cfg["_class_name"])
+    cls = getattr(diffusers, str(cfg.get("_class_name")), None)
+    if cls is None:
+        raise ValueError(f"config names no diffusers model class (_class_name={cfg.get('_class_name')!r})")
     with torch.device("meta"):
         model = cls.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
     return tuple(module_shapes(model).items())
