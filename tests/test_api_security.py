@@ -198,6 +198,28 @@ def test_paths_and_out_fields_are_422_naming_the_field(env, alice_done):
             "payload.base_dir",
         ),
         ("sequence", {"spec": {"version": 1, "clips": [{"path": job["id"]}]}, "out": "x.mp4"}, "payload.out"),
+        (
+            "generate",
+            {"request": {**TINY, "image": up["id"], "loras": [{"name": "../../canary", "strength": 1}]}},
+            "takes no LoRAs",
+        ),
+        (
+            "generate",
+            {"request": {**TINY, "image": up["id"], "loras": [{"name": "/etc/passwd", "strength": 1}]}},
+            "takes no LoRAs",
+        ),
+        (
+            "generate",
+            {
+                "request": {
+                    **TINY,
+                    "engine": "i2vgen-xl",
+                    "image": up["id"],
+                    "loras": [{"name": "../../canary", "strength": 1}],
+                }
+            },
+            "LoRA name '../../canary' is not allowed",
+        ),
     ]
     with api.client("alice") as c:
         for kind, payload, want in cases:
@@ -206,7 +228,11 @@ def test_paths_and_out_fields_are_422_naming_the_field(env, alice_done):
             assert want in r.json()["detail"], (want, r.json()["detail"])
         r = _job(c, "generate", {"request": {**TINY, "image": up["id"]}})  # the same, with ids: fine
         assert r.status_code == 201
-        assert wait_job(c, r.json()["id"])["status"] == "done"
+        jid = r.json()["id"]
+        assert wait_job(c, jid)["status"] == "done"
+    log = (api.outputs / ".logs" / "studio.log").read_text()
+    tagged = [ln for ln in log.splitlines() if f"job={jid}" in ln]
+    assert any("done in" in ln for ln in tagged), log[-2000:]  # lines written while it ran carry its id
 
 
 def test_weights_jobs_need_an_admin_token(env):

@@ -86,13 +86,21 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-def public_job(job: Job) -> dict[str, Any]:
-    """What a client sees of a job: no server paths, the output named by its id."""
+LIST_PAYLOAD_BYTES = 4096   # a listing shows payloads up to this size (GET /jobs/{id} shows any)
+
+
+def public_job(job: Job, brief: bool = False) -> dict[str, Any]:
+    """What a client sees of a job: no server paths, the output named by its id.
+
+    `brief` (listings) leaves out payloads over `LIST_PAYLOAD_BYTES`, so a page of 200 jobs stays small.
+    """
     d: dict[str, Any] = {k: getattr(job, k) for k in ("id", "kind", "owner", "status", "stage", "i", "n",
                                                         "message", "cancel_requested", "created", "started",
                                                         "finished")}
     d["progress"] = round(job.fraction, 4)
     d["payload"] = job.payload if job.run_payload is not None else redact(job.payload)
+    if brief and len(json.dumps(d["payload"])) > LIST_PAYLOAD_BYTES:
+        d["payload"] = {"omitted": f"over {LIST_PAYLOAD_BYTES} bytes; GET /jobs/{job.id} shows it"}
     d["error"] = scrub(job.error)
     d["preview"] = f"/jobs/{job.id}/preview" if job.preview else None
     d["result"] = None
@@ -327,8 +335,8 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
             raise _bad(422, f"status={status[:40]!r} is not one of {', '.join(STATUSES)}")
         if not 1 <= limit <= MAX_LIST:
             raise _bad(422, f"limit={limit} is outside 1..{MAX_LIST}")
-        return [public_job(j) for j in store.list(status=status, kind=kind, limit=limit,
-                                                  owner=scope_owner(request, owner))]
+        return [public_job(j, brief=True) for j in store.list(status=status, kind=kind, limit=limit,
+                                                              owner=scope_owner(request, owner))]
 
     @app.get("/jobs/{job_id}")
     def get_job(request: Request, job_id: str) -> dict[str, Any]:
