@@ -142,13 +142,23 @@ def cmd_models(ns: argparse.Namespace) -> int:
         return 0
     print("engines:")
     for eid in engine_ids():
+        parts: list[str] = []
         try:
-            st = get_engine(eid).status()
+            eng = get_engine(eid)
+            st = eng.status()
             state, detail = ("ready" if st.present else "missing"), st.detail
             cmd = f"\n      get it: {st.command}" if (st.command and not st.present) else ""
+            if hasattr(eng, "inventory"):
+                from .engines.loading import report_lines
+                inv = eng.inventory()
+                if inv.folder is None and inv.parts:  # per component: file, format, size, what is missing
+                    parts, cmd = report_lines(inv), ""
+                    detail = "all components found" if st.present else f"missing {', '.join(inv.missing)}"
         except Exception as e:  # noqa: BLE001 - an engine whose deps fail to import is "unavailable"
             state, detail, cmd = "unavailable", f"{type(e).__name__}: {e}", ""
         print(f"  {eid:<14} {state:<8} {detail}{cmd}")
+        for line in parts:
+            print(f"      {line}")
     print("post-processing models:")
     for wid, wf in weights.all_weights().items():
         st = weights.status(wid)

@@ -128,6 +128,21 @@ def folder_hashes(path: Path, limit_bytes: int = 64 << 20) -> dict[str, str]:
     return out
 
 
+def file_hash(f: Path, limit_bytes: int = 64 << 20) -> str:
+    """sha256 of one weight file ('quick:' size+head+tail above `limit_bytes`, as `folder_hashes`)."""
+    size = f.stat().st_size
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        if size <= limit_bytes:
+            h.update(fh.read())
+            return h.hexdigest()
+        h.update(str(size).encode())
+        h.update(fh.read(16 << 20))
+        fh.seek(size - (16 << 20))
+        h.update(fh.read())
+    return "quick:" + h.hexdigest()
+
+
 def pick_dtype(device: str, prefer: str = "fp16") -> Any:
     """fp16 (or bf16 when preferred) on CUDA, fp32 on CPU."""
     import torch

@@ -267,7 +267,11 @@ class DiffusionEngine(Engine):
         from .. import loras
         st = self.status()
         out: dict[str, Any] = {"engine": self.id, "repo": self.repo, "present": st.present}
-        if st.present and st.path:
+        inv = self.inventory() if st.present else None
+        if inv is not None and inv.folder is None and inv.parts:
+            out["files"] = {n: {"path": str(p.path), "format": p.format, "sha256": modelmgr.file_hash(p.path)}
+                            for n, p in inv.parts.items() if p.source == "file" and p.path}
+        elif st.present and st.path:
             from pathlib import Path
             out["path"] = st.path
             out["files"] = modelmgr.MANAGER.hashes(Path(st.path))

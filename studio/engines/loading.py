@@ -88,6 +88,7 @@ class Inventory:
     folder: Path | None = None               # a complete diffusers folder, when there is one
     parts: dict[str, Part] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)  # files of a right kind that did not fit
+    single_files: str = ""                   # an `hf download` of ComfyUI single files, if known
 
     @property
     def present(self) -> bool:
@@ -111,10 +112,15 @@ class Inventory:
         if self.present:
             return []
         dest = f"models/{self.engine_id}"
-        if not self.parts or len(miss) == len([p for p in self.parts.values() if p.source != "config"]):
-            return [f"hf download {self.repo} --local-dir {dest}"]
-        inc = " ".join(f'--include "{m}/*"' for m in miss)
-        return [f"hf download {self.repo} {inc} --local-dir {dest}"]
+        needed = [p for p in self.parts.values() if p.source not in ("config", "none")]
+        if not self.parts or len(miss) == len(needed):
+            out = [f"hf download {self.repo} --local-dir {dest}"]
+        else:
+            inc = " ".join(f'--include "{m}/*"' for m in miss)
+            out = [f"hf download {self.repo} {inc} --local-dir {dest}"]
+        if self.single_files and set(miss) - {"tokenizer"}:
+            out.append(f"{self.single_files} --local-dir {dest}")
+        return out
 
 
 def model_index(engine_id: str) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def _tokenizer_dir(engine: DiffusionEngine) -> Path | None:
 def inventory(engine: DiffusionEngine) -> Inventory:
     """Find every component of `engine` (see the module docstring)."""
     from ..modelmgr import locate
-    inv = Inventory(engine.id, engine.repo)
+    inv = Inventory(engine.id, engine.repo, single_files=getattr(engine, "single_files", ""))
     st = locate(engine.repo, engine.engine_dir)
     if st.present and st.path:
         inv.folder = Path(st.path)
@@ -322,3 +328,35 @@ def build_pipeline(engine: DiffusionEngine, inv: Inventory, dtype: Any) -> Any:
     pipe = cls(**kw)
     pipe._studio_sources = {n: f"{p.format}: {p.path}" for n, p in inv.parts.items() if p.path}
     return pipe
+
+
+def report_lines(inv: Inventory) -> list[str]:
+    """Per component: file, format and size, or what is missing; then rejected files and commands."""
+    if inv.folder is not None:
+        return [f"diffusers folder {inv.folder}"]
+    lines = []
+    for name, p in inv.parts.items():
+        if p.source in ("none", "config"):
+            continue
+        if p.present:
+            lines.append(f"{name:<14} {p.format}, {human_bytes(p.size_bytes)}: {p.path}")
+        else:
+            lines.append(f"{name:<14} MISSING ({p.detail})")
+    lines += [f"not used: {r}" for r in inv.rejected]
+    cmds = inv.commands()
+    lines += [f"get it: {c}" for c in cmds[:1]]
+    lines += [f"or as ComfyUI single files (fp8; the tokenizer still from the first, --include "
+              f'"tokenizer/*"): {c}' for c in cmds[1:]]
+    return lines
+
+
+def human_bytes(n: int) -> str:
+    """Bytes as '12.3 MB' ('—' for none)."""
+    if not n:
+        return "—"
+    x = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if x < 1000 or unit == "TB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1000
+    return str(n)

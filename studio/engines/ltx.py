@@ -24,6 +24,7 @@ class LTXVideoEngine(DiffusionEngine):
     denoiser = "transformer"
     lora_mode = "pipeline"
     dtype_pref = "bf16"
+    tokenizer_repos: ClassVar[tuple[str, ...]] = ("google/t5-v1_1-xxl",)
     spec_overrides: ClassVar[dict[str, Param]] = {
         "steps": SPEC["steps"].override(default=40),
         "guidance": SPEC["guidance"].override(default=3.0),

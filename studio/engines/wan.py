@@ -42,6 +42,12 @@ class WanI2VEngine(DiffusionEngine):
     lora_mode = "pipeline"
     embed_methods = ("encode_prompt", "encode_image")
     dtype_pref = "bf16"
+    tokenizer_repos: ClassVar[tuple[str, ...]] = ("google/umt5-xxl",)
+    single_files: ClassVar[str] = (
+        "hf download Comfy-Org/Wan_2.1_ComfyUI_repackaged "
+        "split_files/diffusion_models/wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors "
+        "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors "
+        "split_files/clip_vision/clip_vision_h.safetensors split_files/vae/wan_2.1_vae.safetensors")
     spec_overrides: ClassVar[dict[str, Param]] = {
         "steps": SPEC["steps"].override(default=40),
         "guidance": SPEC["guidance"].override(default=5.0),
@@ -68,6 +74,7 @@ class Wan22TI2VEngine(WanI2VEngine):
     description = "Text+image to video at 720P/24 fps on a 24 GB GPU. Frames 4k+1, sizes multiple of 32."
     repo = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
     engine_dir = "wan2.2-ti2v"
+    single_files = ""
     spec_overrides: ClassVar[dict[str, Param]] = {
         **WanI2VEngine.spec_overrides,
         "fps": SPEC["fps"].override(default=24.0, max=60),

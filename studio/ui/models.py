@@ -18,12 +18,45 @@ def _short(sha: str | None) -> str:
     return f"{sha[:12]}…" if sha else "—"
 
 
+def _inventory(engine_id: str):
+    """The engine's per-component inventory (None for engines without one or a diffusers folder)."""
+    from ..engines import get_engine
+    try:
+        eng = get_engine(engine_id)
+        inv = eng.inventory() if hasattr(eng, "inventory") else None
+    except Exception:  # noqa: BLE001 - an engine whose deps fail to import shows its status line only
+        return None
+    return inv if inv is not None and inv.folder is None and inv.parts else None
+
+
+def parts_block(inv) -> None:
+    """Per component: the file found, its format and size, or that it is missing; then commands."""
+    from ..engines.loading import human_bytes
+    rows = [{"component": n, "found": "✅" if p.present else "⛔", "format": p.format,
+             "size": human_bytes(p.size_bytes) if p.present else "—",
+             "file": str(p.path) if p.path else p.detail}
+            for n, p in inv.parts.items() if p.source not in ("none", "config")]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    for r in inv.rejected:
+        st.caption(f"not used: {r}")
+    cmds = inv.commands()
+    for i, cmd in enumerate(cmds):
+        if i:
+            st.caption("or as ComfyUI single files (fp8); the tokenizer still comes from the command above "
+                       '(`--include "tokenizer/*"`)')
+        st.code(cmd, language="bash")
+
+
 def engines_block() -> None:
-    """Each engine: ready or not, size, hash, and the exact command when missing."""
+    """Each engine: ready or not, size, hash, per-component files, and the exact command when missing."""
     st.subheader("Engines")
     for e in engines_info():
         with st.container(border=True):
             st.markdown(f"{'✅' if e.ready else '⛔'} **{e.label}** (`{e.id}`)")
+            inv = _inventory(e.id) if e.id != "camera" else None
+            if inv is not None:
+                parts_block(inv)
+                continue
             st.caption(f"{e.detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
             if not e.ready and e.command:
                 st.code(e.command, language="bash")
