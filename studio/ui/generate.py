@@ -10,7 +10,7 @@ import streamlit as st
 
 from ..params import Param
 from .common import EngineInfo
-from .loras import list_loras
+from .loras import check_for_engine, list_loras
 from .service import (
     AUDIO_TYPES,
     accept_audio,
@@ -251,13 +251,13 @@ def engine_section(infos: list[EngineInfo]) -> EngineInfo:
 
 def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
     """The LoRA picker with strengths; returns (loras, errors for incompatible ones)."""
+    if not eng.supports_loras:  # checked first: an engine without LoRAs invites no uploads
+        st.caption(f"The {eng.label} engine takes no LoRAs.")
+        return [], []
     lib = list_loras()
     if not lib:
         st.caption("No LoRAs in the library (add some on the Models & LoRAs page).")
         st.session_state["gen_loras"] = []
-        return [], []
-    if not eng.supports_loras:
-        st.caption(f"The {eng.label} engine takes no LoRAs.")
         return [], []
     by_name = {lv.name: lv for lv in lib}
     chosen = [n for n in st.session_state.get("gen_loras", []) if n in by_name]
@@ -267,8 +267,9 @@ def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
     out, errors = [], []
     for n in names:
         lv = by_name[n]
-        if lv.family and eng.family and lv.family != eng.family:
-            errors.append(f"LoRA {n!r} is for the {lv.family} family; engine {eng.id} needs {eng.family}")
+        why = check_for_engine(n, eng.id)  # family and keys against the engine's layers (no weights)
+        if why:
+            errors.append(why)
         key = f"gen_lora_{n}"
         st.session_state.setdefault(key, lv.default_strength)
         c = st.columns([3, 2])

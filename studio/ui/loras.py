@@ -1,18 +1,19 @@
-"""A thin, tolerant view of the LoRA library (`studio.loras`) for the pages.
-
-`studio.loras` is imported lazily; when it is absent the pages say "no LoRAs".  Entries are read
-by attribute or key so the pages keep working while the library's record type settles.
-"""
+"""The LoRA library for the pages: a view of `studio.loras`, the pick-time check, and the LoRA block
+of the Models & LoRAs page (cards with a settable family, and the upload)."""
 
 from __future__ import annotations
 
-import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import streamlit as st
+
 log = logging.getLogger(__name__)
+MAX_LORA_MB = 2048
+UNSET = "(not set)"
 
 
 @dataclass
@@ -25,87 +26,66 @@ class LoraView:
     default_strength: float = 1.0
     preview: str | None = None
     path: str | None = None
-    meta_path: str | None = None
-    raw: Any = None
+    problems: list[str] = field(default_factory=list)
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
-def library() -> Any | None:
-    """The `studio.loras` module, or None when it is not there yet."""
-    try:
-        import studio.loras as mod
-    except ImportError:
-        return None
+def library() -> Any:
+    """The `studio.loras` module."""
+    import studio.loras as mod
     return mod
 
 
-def _view(item: Any) -> LoraView:
-    meta = _get(item, "meta", "metadata", default=None) or {}
-    words = _get(item, "trigger_words", "triggers", default=None) or _get(meta, "trigger_words", default=[])
-    if isinstance(words, str):
-        words = [w.strip() for w in words.split(",") if w.strip()]
-    path = _get(item, "path", "file", default=None)
-    meta_path = _get(item, "meta_path", "json_path", default=None)
-    if meta_path is None and path:
-        meta_path = str(Path(str(path)).with_suffix(".json"))
-    preview = _get(item, "preview", default=None) or _get(meta, "preview", default=None)
-    if preview and path and not Path(str(preview)).is_absolute():
-        preview = str(Path(str(path)).parent / str(preview))
-    return LoraView(
-        name=str(_get(item, "name", default="?")),
-        family=str(_get(item, "family", "base_family", "base", default=None) or
-                   _get(meta, "family", "base_family", "base", default="") or ""),
-        trigger_words=list(words or []),
-        default_strength=float(_get(item, "default_strength", "strength", default=None) or
-                               _get(meta, "default_strength", default=1.0) or 1.0),
-        preview=str(preview) if preview else None, path=str(path) if path else None,
-        meta_path=str(meta_path) if meta_path else None, raw=item)
+def _view(info: Any) -> LoraView:
+    return LoraView(name=info.name, family=info.family or "", trigger_words=list(info.trigger_words),
+                    default_strength=float(info.default_strength),
+                    preview=str(info.preview) if info.preview else None, path=str(info.path),
+                    problems=list(info.problems))
 
 
 def list_loras() -> list[LoraView]:
-    """Every LoRA in the library ([] when the library module is absent or fails)."""
-    mod = library()
-    if mod is None or not hasattr(mod, "list_loras"):
-        return []
+    """Every LoRA in the library ([] when listing fails: a broken library must not break a page)."""
     try:
-        return [_view(x) for x in mod.list_loras()]
-    except Exception as e:  # noqa: BLE001 - a broken library must not break the page
+        return [_view(x) for x in library().list_loras()]
+    except Exception as e:  # noqa: BLE001
         log.warning("listing LoRAs failed: %s", e)
         return []
 
 
 def save_metadata(lv: LoraView, updates: dict[str, Any]) -> Path:
     """Write edited metadata (trigger words, default strength, family) into `<name>.json`."""
-    if not lv.meta_path:
-        raise ValueError(f"LoRA {lv.name!r} has no metadata file path")
-    strength = float(updates.get("default_strength", lv.default_strength))
-    if not -4.0 <= strength <= 4.0:
-        raise ValueError(f"default_strength={strength:g} is outside -4..4")
-    p = Path(lv.meta_path)
-    data = json.loads(p.read_text()) if p.is_file() else {}
-    data.update(updates)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(p)
-    return p
+    return library().save_meta(lv.name, updates)
 
 
-def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[str]]:
-    """Check an uploaded safetensors LoRA against each engine: (engines it fits, reasons it does not)."""
+def lora_families() -> dict[str, list[str]]:
+    """LoRA family -> the engines (ids) of that family, for engines that take LoRAs."""
+    from .service import engines_info
+    out: dict[str, list[str]] = {}
+    for e in engines_info():
+        if e.supports_loras and e.family:
+            out.setdefault(e.family, []).append(e.id)
+    return out
+
+
+def check_for_engine(name: str, engine_id: str) -> str | None:
+    """Pick-time check of a library LoRA against one engine: None when it fits, else the reason."""
+    from ..engines import get_engine
     mod = library()
-    if mod is None or not hasattr(mod, "validate_lora"):
-        raise ValueError("the LoRA library (studio.loras) is not available, so LoRAs cannot be validated")
+    try:
+        rep = mod.validate_lora(mod.find_lora(name).path, get_engine(engine_id))
+    except ValueError as e:
+        return str(e)
+    return None if rep.ok else rep.message
+
+
+def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Check an uploaded LoRA against each engine that takes LoRAs, reading its keys only:
+    (engines it fits, reasons it does not fit the others, the family its keys say)."""
+    from ..engines import get_engine
+    from ..lora_formats import guess_family, read_shapes
+    mod = library()
     if Path(path).suffix != ".safetensors":
         raise ValueError(f"{Path(path).name}: LoRAs must be .safetensors files")
-    from ..engines import get_engine
+    guess = guess_family(read_shapes(path))[0]
     fits, reasons = [], []
     for eid in engine_ids:
         try:
@@ -116,9 +96,119 @@ def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[
         except (ValueError, ImportError) as e:
             reasons.append(f"{eid}: {e}")
             continue
-        ok = _get(report, "ok", "compatible", default=True)
-        if ok:
-            fits.append(eid)
+        (fits if report.ok else reasons).append(eid if report.ok else f"{eid}: {report.message}")
+    return fits, reasons, guess
+
+
+# ---- the page block --------------------------------------------------------------------------
+
+def _family_options(current: str, families: list[str]) -> list[str]:
+    opts = [UNSET, *sorted(families)]
+    if current and current not in opts:
+        opts.append(current)
+    return opts
+
+
+def lora_card(lv: LoraView, families: list[str]) -> None:
+    """One LoRA: preview, metadata problems, and a form for family, trigger words and strength."""
+    with st.container(border=True):
+        c = st.columns([1, 3])
+        if lv.preview and Path(lv.preview).is_file():
+            c[0].image(lv.preview, width="stretch")
         else:
-            reasons.append(f"{eid}: {_get(report, 'reason', 'message', default='incompatible')}")
-    return fits, reasons
+            c[0].caption("no preview")
+        with c[1]:
+            st.markdown(f"**{lv.name}** · family `{lv.family or '?'}`")
+            for p in lv.problems:
+                st.warning(p)
+            with st.form(f"lora_meta_{lv.name}"):
+                opts = _family_options(lv.family, families)
+                fam = st.selectbox("Family (the engines it is for)", opts,
+                                   index=opts.index(lv.family) if lv.family in opts else 0,
+                                   key=f"lora_family_{lv.name}")
+                words = st.text_input("Trigger words (comma separated)", ", ".join(lv.trigger_words))
+                strength = st.number_input("Default strength", value=float(lv.default_strength), step=0.05)
+                if st.form_submit_button("Save metadata"):
+                    try:
+                        trig = [w.strip() for w in words.split(",") if w.strip()]
+                        save_metadata(lv, {"trigger_words": trig, "default_strength": float(strength),
+                                           "family": None if fam == UNSET else fam})
+                        st.session_state["lora_saved"] = lv.name
+                        st.rerun()
+                    except ValueError as e:
+                        st.error(f"Not saved: {e}")
+            if st.session_state.get("lora_saved") == lv.name:
+                st.success(f"Saved {lv.name}")
+
+
+def _stored_family(fits: list[str], guess: str | None, families: dict[str, list[str]]) -> str | None:
+    """The family to write beside an upload: the one its keys say, else the only one it fits."""
+    if guess in families:
+        return guess
+    fams = {f for f, ids in families.items() if set(ids) & set(fits)}
+    return fams.pop() if len(fams) == 1 else None
+
+
+def lora_upload(families: dict[str, list[str]]) -> None:
+    """Accept a .safetensors LoRA only when at least one engine can use it; never replace one of the
+    same name unless 'Replace' is ticked."""
+    from .service import engine_ids
+    mod = library()
+    up = st.file_uploader("Add a LoRA (.safetensors)", type=["safetensors"], key="lora_upload")
+    replace = st.checkbox("Replace a LoRA of the same name", key="lora_replace")
+    done = st.session_state.get("lora_upload_done")
+    if up is None:
+        return
+    if done and done[0] == (up.file_id, replace):  # this upload was handled on an earlier run
+        (st.success if done[1] else st.error)(done[2])
+        return
+
+    def finish(ok: bool, msg: str) -> None:
+        st.session_state["lora_upload_done"] = ((up.file_id, replace), ok, msg)
+        (st.success if ok else st.error)(msg)
+    name = Path(up.name).stem
+    if not up.name.endswith(".safetensors"):
+        return finish(False, f"{up.name}: LoRAs must be .safetensors files "
+                             f"(pickled .ckpt/.pt/.bin are refused)")
+    data = up.getvalue()
+    if len(data) > MAX_LORA_MB * 1e6:
+        return finish(False, f"{up.name} is {len(data) / 1e6:.0f} MB, over the {MAX_LORA_MB} MB limit")
+    try:
+        mod.check_name(name)
+        if mod.lora_path(name).exists() and not replace:
+            return finish(False, f"{up.name} was refused: a LoRA named {name!r} already exists; tick "
+                                 f"'Replace a LoRA of the same name' to overwrite it")
+    except ValueError as e:
+        return finish(False, f"{up.name} was refused: {e}")
+    with tempfile.TemporaryDirectory(prefix="lora-upload-") as td:
+        tmp = Path(td) / f"{name}.safetensors"
+        tmp.write_bytes(data)
+        try:
+            fits, reasons, guess = validate_upload(tmp, engine_ids())
+        except Exception as e:  # noqa: BLE001 - corrupt file: refuse with the reason
+            return finish(False, f"{up.name} was refused: {e}")
+        if not fits:
+            why = "; ".join(reasons) or "no installed engine takes LoRAs"
+            return finish(False, f"{up.name} was refused: it fits no engine ({why})")
+        fam = _stored_family(fits, guess, families)
+        try:
+            mod.add_lora(tmp, name, replace=replace, family=fam)
+        except ValueError as e:
+            return finish(False, f"{up.name} was refused: {e}")
+    finish(True, f"Added {name}.safetensors (family {fam or 'not set: choose it below'}); it fits: "
+                 f"{', '.join(fits)}")
+
+
+def library_block() -> None:
+    """The LoRA library: the upload first (so the list below already shows what it added), then the
+    cards, or 'No LoRAs yet.' only when the library is really empty."""
+    st.subheader("LoRA library")
+    listing = st.container()
+    families = lora_families()
+    lora_upload(families)
+    with listing:
+        lib = list_loras()
+        if not lib:
+            st.caption("No LoRAs yet.")
+        for lv in lib:
+            lora_card(lv, list(families))

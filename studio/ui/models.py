@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
-from .loras import LoraView, library, list_loras, save_metadata, validate_upload
-from .service import engine_ids, repo_path, weight_rows
-
-MAX_LORA_MB = 2048
+from .loras import library_block
+from .service import weight_rows
 
 
 def _short(sha: str | None) -> str:
@@ -92,71 +87,9 @@ def weights_block() -> None:
             st.info(f"Fetching {j.payload.get('group')} weights… ({j.status})")
 
 
-def _lora_card(lv: LoraView) -> None:
-    with st.container(border=True):
-        c = st.columns([1, 3])
-        if lv.preview and Path(lv.preview).is_file():
-            c[0].image(lv.preview, width="stretch")
-        else:
-            c[0].caption("no preview")
-        with c[1]:
-            st.markdown(f"**{lv.name}** · family `{lv.family or '?'}`")
-            with st.form(f"lora_meta_{lv.name}"):
-                words = st.text_input("Trigger words (comma separated)", ", ".join(lv.trigger_words))
-                strength = st.number_input("Default strength", value=float(lv.default_strength), step=0.05)
-                if st.form_submit_button("Save metadata"):
-                    try:
-                        trig = [w.strip() for w in words.split(",") if w.strip()]
-                        save_metadata(lv, {"trigger_words": trig, "default_strength": float(strength)})
-                        st.success(f"Saved {lv.name}")
-                    except ValueError as e:
-                        st.error(f"Not saved: {e}")
-
-
-def lora_upload() -> None:
-    """Accept a .safetensors LoRA only when at least one engine can use it."""
-    up = st.file_uploader("Add a LoRA (.safetensors)", type=["safetensors"], key="lora_upload")
-    if up is None:
-        return
-    if not up.name.endswith(".safetensors"):
-        st.error(f"{up.name}: LoRAs must be .safetensors files (pickled .ckpt/.pt/.bin are refused)")
-        return
-    data = up.getvalue()
-    if len(data) > MAX_LORA_MB * 1e6:
-        st.error(f"{up.name} is {len(data) / 1e6:.0f} MB, over the {MAX_LORA_MB} MB limit")
-        return
-    mod = library()
-    dest_dir = mod.loras_dir() if mod is not None and hasattr(mod, "loras_dir") else repo_path("loras")
-    dest = dest_dir / Path(up.name).name
-    tmp = dest_dir / ".incoming" / hashlib.sha256(data).hexdigest()[:12] / dest.name
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(data)
-    try:
-        fits, reasons = validate_upload(tmp, engine_ids())
-    except Exception as e:  # noqa: BLE001 - corrupt file or missing library: refuse with the reason
-        tmp.unlink(missing_ok=True)
-        tmp.parent.rmdir()
-        st.error(f"{up.name} was refused: {e}")
-        return
-    if not fits:
-        tmp.unlink(missing_ok=True)
-        tmp.parent.rmdir()
-        why = "; ".join(reasons) or "no installed engine takes LoRAs"
-        st.error(f"{up.name} was refused: it fits no engine ({why})")
-        return
-    tmp.replace(dest)
-    st.success(f"Added {dest.name}; it fits: {', '.join(fits)}")
-
-
 def render() -> None:
     """Draw the Models & LoRAs page."""
     st.title("🧩 Models & LoRAs")
     engines_block()
     weights_block()
-    st.subheader("LoRA library")
-    lib = list_loras()
-    if not lib:
-        st.caption("No LoRAs yet.")
-    for lv in lib:
-        _lora_card(lv)
-    lora_upload()
+    library_block()
