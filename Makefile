@@ -28,11 +28,13 @@ weights: setup
 	$(BIN)/python -m studio models fetch all || \
 		echo "WARNING: weights could not be fetched; RIFE/Real-ESRGAN fall back to DIS flow/Lanczos"
 
+# The studio (or the API) plus one worker process per visible GPU (one CPU worker without a GPU);
+# all stop together.
 run: weights
-	$(BIN)/python -m streamlit run app.py --server.port $(PORT)
+	$(BIN)/python -m studio stack ui --port $(PORT)
 
 api: weights
-	$(BIN)/python -m studio serve --port 8000
+	$(BIN)/python -m studio stack api --port 8000
 
 test: weights
 	bash scripts/ensure_browser.sh || echo "WARNING: no Chromium; browser tests will be skipped"

@@ -10,6 +10,7 @@ audio is decoded with ffmpeg and looped/trimmed/faded in numpy.  No system ffmpe
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -37,6 +38,17 @@ def extension_for(codec: str | None) -> str:
     return EXT_BY_CODEC.get(codec or "h264", ".mp4")
 _EXT_OK = {"h264": (".mp4", ".m4v", ".mkv", ".mov"), "h265": (".mp4", ".mkv", ".mov"),
            "vp9": (".webm", ".mkv"), "prores": (".mov",), "gif": (".gif",)}
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Linux): ask for SIGKILL when the parent dies, so an encoder never
+    outlives a killed worker to keep writing its temp file."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the worker's own clean-up still applies
+        pass
 
 
 def ffmpeg_exe() -> str:
@@ -211,7 +223,7 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
     frames = _even(clip.frames) if codec in ("h264", "h265", "vp9") else clip.frames
     t, h, w, _ = frames.shape
     out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="studio-enc-") as td, atomic_path(out) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"studio-enc-{os.getpid()}-") as td, atomic_path(out) as tmp:
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate(clip.fps),
                "-i", "-"]
@@ -223,7 +235,8 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
             acodec = {"vp9": "libopus", "prores": "pcm_s16le"}.get(codec, "aac")
             cmd += ["-map", "0:v:0", "-map", "1:a:0", "-c:a", acodec, "-shortest"]
         cmd += ["-frames:v", str(t), str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=die_with_parent)
         try:
             for i in range(t):
                 ctx.step("encode", i + 1, t)

@@ -188,6 +188,18 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(ns: argparse.Namespace) -> int:
+    """`worker`: run jobs from the store on one device (local) or on a Ray cluster's actors (ray)."""
+    from .jobs.workerproc import run_worker
+    return run_worker(device=ns.device, executor=ns.executor, address=ns.address, with_parent=ns.with_parent)
+
+
+def cmd_stack(ns: argparse.Namespace) -> int:
+    """`stack api|ui`: the API or the studio, plus one worker per GPU (or one CPU worker), as children."""
+    from .jobs.workerproc import run_stack
+    return run_stack(ns.what, ns.port, workers=ns.workers, extra=ns.extra)
+
+
 def cmd_tokens(ns: argparse.Namespace) -> int:
     """`tokens create NAME | list | revoke NAME`: the REST API's tokens (stored hashed in the jobs DB)."""
     from .jobs import JobStore
@@ -275,6 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                     help="allow cross-origin calls from this origin (none by default; repeatable)")
     sv.set_defaults(fn=cmd_serve)
+
+    w = sub.add_parser("worker", help="run jobs from the queue (one device, or a Ray cluster)")
+    w.add_argument("--device", default="cpu", help="cpu or cuda:N (local executor)")
+    w.add_argument("--executor", default="local", choices=("local", "ray"))
+    w.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS)")
+    w.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
+    w.set_defaults(fn=cmd_worker)
+
+    st = sub.add_parser("stack", help="the API (api) or the studio (ui) with its workers, as child processes")
+    st.add_argument("what", choices=("api", "ui"))
+    st.add_argument("--port", type=int, default=8000)
+    st.add_argument("--workers", type=int, help="how many workers (default: one per GPU, else one on CPU)")
+    st.add_argument("extra", nargs="*", help="more arguments for serve / streamlit (after --)")
+    st.set_defaults(fn=cmd_stack)
 
     t = sub.add_parser("tokens", help="REST API tokens: create NAME, list, revoke NAME")
     t.add_argument("action", choices=("create", "list", "revoke"))

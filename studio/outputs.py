@@ -119,7 +119,7 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     if is_dir:
         _refuse_foreign_folder(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.part-{uuid.uuid4().hex[:8]}{final.suffix}")
+    tmp = final.with_name(f".{final.stem}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
     if is_dir:
         tmp.mkdir()
     try:
@@ -127,7 +127,7 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
         if not tmp.exists():
             raise RuntimeError(f"nothing was written for {final}")
         if final.exists() and final.is_dir() and is_dir:
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
             os.replace(tmp, final)
             _remove(old)

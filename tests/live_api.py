@@ -36,6 +36,15 @@ class LiveApi:
     proc: subprocess.Popen
     tokens: dict[str, str] = field(default_factory=dict)
     log: Path | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def add_worker(self, *args: str) -> subprocess.Popen:
+        """Start one more `python -m studio worker` process on this server's store."""
+        log = self.outputs.parent / f"worker-{len(self.workers)}-{os.getpid()}.log"
+        p = subprocess.Popen([sys.executable, "-m", "studio", "worker", *args], env=self.env, cwd=ROOT,
+                             stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        self.workers.append(p)
+        return p
 
     def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
         """An httpx client for this server, authenticated as token name `token` (or anonymous)."""
@@ -56,13 +65,16 @@ class LiveApi:
         )
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        """Stop the server and its workers (SIGTERM, then SIGKILL)."""
+        for p in [self.proc, *self.workers]:
+            if p.poll() is None:
+                p.terminate()
+        for p in [self.proc, *self.workers]:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
 
 
 def start_api(
@@ -70,8 +82,10 @@ def start_api(
     tokens: dict[str, list[str]],
     extra_env: dict[str, str] | None = None,
     args: list[str] | None = None,
+    workers: int = 1,
 ) -> LiveApi:
-    """Create `tokens` ({name: [flags]}) with the CLI, then start the server and wait for /health."""
+    """Create `tokens` ({name: [flags]}) with the CLI, start the server and `workers` CPU worker
+    processes (the API runs no job itself), and wait for /health."""
     env = {
         **os.environ,
         "STUDIO_OUTPUTS_DIR": str(outputs),
@@ -108,7 +122,10 @@ def start_api(
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return LiveApi(url, outputs, env, proc, made, log)
+                live = LiveApi(url, outputs, env, proc, made, log)
+                for _ in range(workers):
+                    live.add_worker("--device", "cpu")
+                return live
         except httpx.HTTPError:
             pass
         time.sleep(0.3)

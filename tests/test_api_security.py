@@ -230,7 +230,7 @@ def test_paths_and_out_fields_are_422_naming_the_field(env, alice_done):
         assert r.status_code == 201
         jid = r.json()["id"]
         assert wait_job(c, jid)["status"] == "done"
-    log = (api.outputs / ".logs" / "studio.log").read_text()
+    log = (api.outputs / ".logs" / "worker-cpu.log").read_text()
     tagged = [ln for ln in log.splitlines() if f"job={jid}" in ln]
     assert any("done in" in ln for ln in tagged), log[-2000:]  # lines written while it ran carry its id
 

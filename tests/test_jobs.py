@@ -109,7 +109,7 @@ def test_unknown_kind_is_refused(queue):
         queue.submit("nope", {})
 
 
-def test_crash_recovery_marks_running_job_failed_and_keeps_queued(tmp_path):
+def test_crash_recovery_requeues_the_running_job_and_keeps_queued(tmp_path):
     db = tmp_path / "jobs.sqlite"
     store = JobStore(db)
     running = store.add("test-count", {"out": str(tmp_path / "a.txt"), "n": 2})
@@ -122,10 +122,17 @@ def test_crash_recovery_marks_running_job_failed_and_keeps_queued(tmp_path):
     q = JobQueue(db, devices=["cpu"], poll_s=0.02).start()  # the studio restarts
     try:
         assert q.recovered == [running.id]
-        lost = q.get(running.id)
-        assert lost.status == "failed" and "interrupted" in lost.error
+        again = q.wait(running.id, timeout=10)     # requeued (attempt 1 of 2 was lost), then run
+        assert again.status == "done" and again.attempts == 2 and (tmp_path / "a.txt").read_text() == "2"
         assert q.wait(waiting.id, timeout=10).status == "done"   # the queued one was not lost
         assert (tmp_path / "b.txt").read_text() == "2"
+        store.claim(f"{socket.gethostname()}:{dead}:gone")      # nothing queued: claims nothing
+        last = store.add("test-count", {"out": str(tmp_path / "c.txt"), "n": 2})
+        q.stop()
+        store.update(last.id, status="running", worker=f"{socket.gethostname()}:{dead}:gone", attempts=2)
+        q = JobQueue(db, devices=["cpu"], poll_s=0.02).start()
+        failed = q.get(last.id)                    # out of attempts: failed, saying why
+        assert failed.status == "failed" and failed.error.startswith("worker lost: worker ")
     finally:
         q.stop()
 

@@ -363,7 +363,7 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
         if not job.result.get("output") or not out.exists():
             raise _bad(404, f"the output of job {job_id} no longer exists")
         if out.is_dir():   # a PNG-frame folder: sent as a zip made for this download
-            tmp = Path(tempfile.mkdtemp(prefix="studio-zip-"))
+            tmp = Path(tempfile.mkdtemp(prefix=f"studio-zip-{os.getpid()}-"))
             archive = shutil.make_archive(str(tmp / out.name), "zip", root_dir=out)
             return FileResponse(archive, filename=out.name + ".zip", media_type="application/zip",
                                 background=BackgroundTask(shutil.rmtree, tmp, True))
@@ -482,8 +482,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, allowed_hosts: list[str] | 
     import uvicorn
 
     from .logs import setup_file_logging
-    log_path = setup_file_logging()
-    queue = JobQueue()
+    log_path = setup_file_logging("api.log")
+    queue = JobQueue(devices=[])      # the API only serves: worker processes run the jobs
     made = bootstrap_admin(TokenStore(queue.store))
     if made:
         print(f"No API token existed, so an admin token was created (shown once):\n\n    {made[0]}\n\n"
@@ -496,9 +496,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, allowed_hosts: list[str] | 
               "(a reverse proxy) and allow its Host names with --allow-host. Allowed hosts now: "
               f"{', '.join(sorted(hosts))}", file=sys.stderr)
     app = create_app(queue, ApiConfig(allowed_hosts=hosts, cors_origins=list(cors_origins or [])))
-    queue.start()
-    print(f"logs: {log_path}", file=sys.stderr)
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
-    finally:
-        queue.stop()
+    print(f"logs: {log_path}; jobs run in worker processes (`python -m studio worker`, or "
+          "`python -m studio stack api` for both)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)

@@ -38,7 +38,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     owner TEXT NOT NULL DEFAULT 'local',
     worker TEXT,
+    device TEXT,
     run_payload TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 2,
+    lease_until REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     started REAL,
@@ -46,7 +50,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
 """
-_INDEXES = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, status, created);"
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, status, created);
+CREATE TABLE IF NOT EXISTS owner_turns (owner TEXT PRIMARY KEY, last REAL NOT NULL);
+"""
+_ADDED_COLUMNS = {"run_payload": "TEXT", "device": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0",
+                  "max_attempts": "INTEGER NOT NULL DEFAULT 2", "lease_until": "REAL"}
+LEASE_S = 10.0          # a running job's lease; its worker renews it every LEASE_S / 4
+MAX_ATTEMPTS = 2        # runs a job gets before a lost worker marks it failed
 LOCAL_OWNER = "local"   # the desk studio (Streamlit, CLI): its outputs live in outputs/ itself
 
 
@@ -75,8 +86,12 @@ class Job:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     owner: str = LOCAL_OWNER          # who submitted it: a token's owner, or 'local' for the desk studio
-    worker: str | None = None         # which worker process claimed it (host:pid:random)
+    worker: str | None = None         # which worker ran it: host:pid:random, or a Ray actor id
+    device: str | None = None         # the device it ran on
     run_payload: dict[str, Any] | None = None   # what the worker runs, when it differs from `payload`
+    attempts: int = 0                 # how many times a worker has claimed it
+    max_attempts: int = MAX_ATTEMPTS
+    lease_until: float | None = None  # while running: its worker's lease (renewed by heartbeat)
     cancel_requested: bool = False
     created: float = 0.0
     started: float | None = None
@@ -138,8 +153,9 @@ class JobStore:
                 c.execute("ALTER TABLE jobs ADD COLUMN worker TEXT")
                 c.execute("UPDATE jobs SET worker=owner")
                 c.execute(f"UPDATE jobs SET owner='{LOCAL_OWNER}'")
-            if "run_payload" not in cols:
-                c.execute("ALTER TABLE jobs ADD COLUMN run_payload TEXT")
+            for col, decl in _ADDED_COLUMNS.items():
+                if col not in cols:
+                    c.execute(f"ALTER TABLE jobs ADD COLUMN {col} {decl}")
             c.executescript(_INDEXES)
 
     @contextmanager
@@ -184,27 +200,99 @@ class JobStore:
                 raise
         return self.get(job_id)
 
-    def claim(self, worker: str, kinds: list[str] | None = None) -> Job | None:
-        """Atomically take the oldest queued job (of `kinds`, if given) and mark it running."""
+    def claim(self, worker: str, kinds: list[str] | None = None, *, device: str | None = None,
+              lease_s: float = LEASE_S) -> Job | None:
+        """Atomically take a queued job (of `kinds`, if given), mark it running under a lease.
+
+        Fair across owners: the owner served longest ago goes first (round-robin), and within an
+        owner the oldest job (FIFO).
+        """
         with self.conn() as c:
             c.execute("BEGIN IMMEDIATE")
             try:
-                q = "SELECT id FROM jobs WHERE status='queued'"
+                q = ("SELECT j.id, j.owner FROM jobs j LEFT JOIN owner_turns t ON t.owner = j.owner "
+                     "WHERE j.status='queued'")
                 args: list[Any] = []
                 if kinds is not None:
-                    q += f" AND kind IN ({','.join('?' * len(kinds))})"
+                    q += f" AND j.kind IN ({','.join('?' * len(kinds))})"
                     args += kinds
-                row = c.execute(q + " ORDER BY created, rowid LIMIT 1", args).fetchone()
+                q += " ORDER BY COALESCE(t.last, 0), j.created, j.rowid LIMIT 1"
+                row = c.execute(q, args).fetchone()
                 if row is None:
                     c.execute("COMMIT")
                     return None
-                c.execute("UPDATE jobs SET status='running', worker=?, started=?, message='starting' "
-                          "WHERE id=? AND status='queued'", (worker, time.time(), row["id"]))
+                now = time.time()
+                c.execute("UPDATE jobs SET status='running', worker=?, device=?, started=?, lease_until=?, "
+                          "attempts=attempts+1, message='starting' WHERE id=? AND status='queued'",
+                          (worker, device, now, now + lease_s, row["id"]))
+                c.execute("INSERT INTO owner_turns (owner, last) VALUES (?, ?) "
+                          "ON CONFLICT(owner) DO UPDATE SET last=excluded.last", (row["owner"], now))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
         return self.get(row["id"])
+
+    def renew(self, job_ids: list[str], worker: str, lease_s: float = LEASE_S) -> list[str]:
+        """Extend the leases of `worker`'s running jobs; return the ids whose cancel was requested."""
+        if not job_ids:
+            return []
+        marks = ",".join("?" * len(job_ids))
+        with self.conn() as c:
+            c.execute(f"UPDATE jobs SET lease_until=? WHERE id IN ({marks}) AND status='running' "
+                      "AND worker=?", [time.time() + lease_s, *job_ids, worker])
+            rows = c.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND cancel_requested=1",
+                             job_ids).fetchall()
+        return [r["id"] for r in rows]
+
+    def requeue_expired(self, now: float | None = None) -> tuple[list[str], list[str]]:
+        """Running jobs whose lease lapsed (their worker died): queue them again while they have
+        attempts left, else mark them failed with "worker lost".  Returns (requeued, failed) ids."""
+        now = time.time() if now is None else now
+        with self.conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                rows = c.execute("SELECT id, attempts, max_attempts, worker, cancel_requested FROM jobs "
+                                 "WHERE status='running' AND lease_until IS NOT NULL AND lease_until < ?",
+                                 (now,)).fetchall()
+                again, lost = [], []
+                for r in rows:
+                    if r["cancel_requested"]:
+                        c.execute("UPDATE jobs SET status='cancelled', finished=?, lease_until=NULL, "
+                                  "message='cancelled' WHERE id=?", (now, r["id"]))
+                    elif r["attempts"] < r["max_attempts"]:
+                        again.append(r["id"])
+                        c.execute("UPDATE jobs SET status='queued', lease_until=NULL, stage='', i=0, n=0, "
+                                  "message=? WHERE id=?",
+                                  (f"requeued: worker {r['worker']} was lost (attempt {r['attempts']} of "
+                                   f"{r['max_attempts']})", r["id"]))
+                    else:
+                        lost.append(r["id"])
+                        c.execute("UPDATE jobs SET status='failed', finished=?, lease_until=NULL, "
+                                  "message='failed', error=? WHERE id=?",
+                                  (now, f"worker lost: {r['worker']} stopped answering, after "
+                                   f"{r['attempts']} attempt(s)", r["id"]))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return again, lost
+
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """Queue a running job again at once (its worker is known dead); False if out of attempts
+        (then it is failed with `reason`)."""
+        job = self.get(job_id)
+        if job.status != "running":
+            return False
+        if job.cancel_requested:
+            self.finish(job_id, "cancelled", message="cancelled")
+            return False
+        if job.attempts < job.max_attempts:
+            self.update(job_id, status="queued", lease_until=None, stage="", i=0, n=0,
+                        message=f"requeued: {reason} (attempt {job.attempts} of {job.max_attempts})")
+            return True
+        self.finish(job_id, "failed", error=f"worker lost: {reason}, after {job.attempts} attempt(s)")
+        return False
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Set some columns of a job (result is JSON-encoded)."""
@@ -232,7 +320,7 @@ class JobStore:
         if status not in FINISHED:
             raise ValueError(f"finish status={status!r} is not one of {', '.join(FINISHED)}")
         self.update(job_id, status=status, result=result or {}, error=error,
-                    message=message or status, finished=time.time())
+                    message=message or status, finished=time.time(), lease_until=None)
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; flag a running one (its worker stops at the next step)."""
@@ -254,11 +342,12 @@ class JobStore:
             c.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
     def recover(self, is_alive: Any) -> list[str]:
-        """Mark running jobs whose worker is gone (`is_alive(worker)` false) as failed; return their ids."""
+        """Running jobs whose worker is known dead (`is_alive(worker)` false): requeued at once while
+        they have attempts left, else failed (`requeue`); return their ids.  Jobs of workers that may
+        live (another host) are left to their lease."""
         lost = [j for j in self.list(status="running", limit=100_000) if not is_alive(j.worker)]
         for j in lost:
-            self.update(j.id, status="failed", finished=time.time(), message="interrupted",
-                        error="interrupted: the studio stopped while this job was running; submit it again")
+            self.requeue(j.id, f"worker {j.worker} was interrupted")
         return [j.id for j in lost]
 
     # -- reading -----------------------------------------------------------------------------

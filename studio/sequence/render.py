@@ -8,6 +8,7 @@ before the first frame is decoded; a cancel (via `ctx.step`) leaves no output an
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -132,7 +133,7 @@ def render_sequence(spec: SequenceSpec | dict[str, Any] | str | Path, out: str |
     plan = plan_sequence(spec, out)
     log.info("sequence plan:\n%s", plan.to_text())
     o = spec.output
-    with tempfile.TemporaryDirectory(prefix="studio-seq-") as td:
+    with tempfile.TemporaryDirectory(prefix=f"studio-seq-{os.getpid()}-") as td:
         audio = None
         if spec.audio is not None:
             audio = bed_audio_spec(spec.audio, plan.audio_path, plan.duration, Path(td))
