@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from postfx import register_stage
+from postfx.upscale import Upscale
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
 
@@ -39,6 +40,9 @@ STATIC_MAD = 0.5
 # channels_last: 15 new frames in 4.29 s);
 # CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s).
 SECONDS_PER_MP = {("rife", "cpu"): 1.1, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
+# Flow carry: seconds per megapixel of each carried frame at the upscaled size (two warps and a
+# blend; CPU from bench/results/carry_cpu.json, CUDA a guess).
+CARRY_SECONDS_PER_MP = {"cpu": 0.12, "cuda": 0.002}
 # Peak memory per megapixel per pair in a batch (H100 bench: 5.8 GB at 1080p, batch 8), CPU one pair.
 MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 360.0}
 
@@ -162,24 +166,27 @@ class Interpolate:
         return ctx.cache.get(key, lambda: RifeInterpolator.from_weights(path, device=ctx.device,
                                                                           scale=scale))
 
+    def classify(self, src: np.ndarray,
+                 pos: list[tuple[int, float]]) -> tuple[list[int], list[int], list[int]]:
+        """(pairs, scene cuts, static pairs) among the frame pairs that `pos` needs."""
+        pairs = sorted({i for i, t in pos if t > 0})
+        cuts, static = [], []
+        for i in pairs:
+            if self.scene_threshold < 1.0 and scene_score(src[i], src[i + 1]) > self.scene_threshold:
+                cuts.append(i)
+            elif is_static(src[i], src[i + 1]):
+                static.append(i)
+        return pairs, cuts, static
+
     def apply(self, clip: Clip, ctx: RunContext) -> Clip:
         """Make plan()'s frames; records method, scene cuts and static pairs in clip.meta."""
         r = self.resolved()
         src = clip.frames
         n_src, h, w = src.shape[0], src.shape[1], src.shape[2]
         pos = self.positions(n_src, clip.fps)
-        pairs = sorted({i for i, t in pos if t > 0})
-        cuts, static = [], []
-        work = []
-        for i in pairs:
-            if self.scene_threshold < 1.0 and scene_score(src[i], src[i + 1]) > self.scene_threshold:
-                cuts.append(i)
-            elif is_static(src[i], src[i + 1]):
-                static.append(i)
-            else:
-                work.append(i)
-        work_set = set(work)
-        jobs = [(i, t) for i, t in pos if t > 0 and i in work_set]
+        pairs, cuts, static = self.classify(src, pos)
+        work = [i for i in pairs if i not in set(cuts) | set(static)]
+        jobs = [(i, t) for i, t in pos if t > 0 and i in set(work)]
         n, done = len(pairs), len(pairs) - len(work)
         ctx.step("interpolate", done, n)
         made: dict[tuple[int, float], np.ndarray] = {}
@@ -207,17 +214,7 @@ class Interpolate:
                                                            strict=True)})
                     done += 1
                     ctx.step("interpolate", done, n)
-        cut_set, static_set = set(cuts), set(static)
-        out = np.empty((len(pos), h, w, 3), dtype=np.uint8)
-        for j, (i, t) in enumerate(pos):
-            if t == 0:
-                out[j] = src[i]
-            elif i in cut_set:
-                out[j] = src[i] if t <= 0.5 else src[i + 1]
-            elif i in static_set:
-                out[j] = src[i]
-            else:
-                out[j] = made[(i, t)]
+        out = assemble(src, pos, cuts, static, made)
         plan = self.plan(clip.spec)
         method = "rife-4.25" if r.model == "rife" else "opencv-dis"
         meta = dict(clip.meta)
@@ -227,3 +224,111 @@ class Interpolate:
         log.info("interpolate: %s, %d -> %d frames, %d new, cuts at %s", method, n_src, len(pos),
                  len(jobs), cuts)
         return Clip(frames=out, fps=plan.fps, meta=meta)
+
+
+def assemble(src: np.ndarray, pos: list[tuple[int, float]], cuts: list[int], static: list[int],
+             made: dict[tuple[int, float], np.ndarray]) -> np.ndarray:
+    """The output frames: sources at t = 0, held frames across cuts and static pairs, else `made`."""
+    cut_set, static_set = set(cuts), set(static)
+    out = np.empty((len(pos), *src.shape[1:]), dtype=np.uint8)
+    for j, (i, t) in enumerate(pos):
+        if t == 0:
+            out[j] = src[i]
+        elif i in cut_set:
+            out[j] = src[i] if t <= 0.5 else src[i + 1]
+        elif i in static_set:
+            out[j] = src[i]
+        else:
+            out[j] = made[(i, t)]
+    return out
+
+
+@register_stage
+@dataclass(frozen=True)
+class InterpolateUpscaled:
+    """Interpolate and upscale in one (`order` upscale-carry): only the source frames are upscaled.
+
+    Each in-between frame warps the two upscaled source frames by RIFE's flow and blend mask,
+    computed at the source size and carried up (`postfx.carry`).  Cuts and static pairs hold
+    upscaled source frames as `Interpolate` holds source frames.  Without RIFE weights (DIS
+    fallback) it upscales the sources and interpolates at the upscaled size instead.
+    """
+
+    name: ClassVar[str] = "interpolate-upscaled"
+    interpolate: Interpolate = Interpolate()
+    upscale: Upscale = Upscale()
+
+    def __post_init__(self) -> None:
+        for f, cls in (("interpolate", Interpolate), ("upscale", Upscale)):  # from a manifest
+            v = getattr(self, f)
+            if isinstance(v, dict):
+                object.__setattr__(self, f, cls(**v))
+            elif not isinstance(v, cls):
+                raise ValueError(f"{f}={v!r} must be a {cls.__name__} stage")
+
+    def resolved(self, device: str | None = None) -> InterpolateUpscaled:
+        """Both parts resolved (model, backend, fallbacks) for `device`."""
+        return replace(self, interpolate=self.interpolate.resolved(), upscale=self.upscale.resolved(device))
+
+    def describe(self) -> str:
+        """e.g. 'RIFE 4.25 ×2 carried up to Real-ESRGAN animevideov3 ×2 (...): 16 of 31 frames upscaled'."""
+        i = self.interpolate.resolved()
+        if i.model != "rife":
+            return f"{self.upscale.describe()}, then {i.describe()} at the upscaled size"
+        return (f"{i.describe()}, flow carried up ×{self.upscale.scale}: {self.upscale.describe()} on the "
+                f"source frames only; in-between frames warp the upscaled sources")
+
+    def plan(self, spec: ClipSpec) -> ClipSpec:
+        """Exactly what interpolate-then-upscale gives: the frames of one, the size of the other."""
+        return self.upscale.plan(self.interpolate.plan(spec))
+
+    def estimate(self, spec: ClipSpec, device: str) -> dict[str, float]:
+        """Upscale of the source frames + RIFE at the source size + the warps at the upscaled size."""
+        up = self.upscale.estimate(spec, device)
+        it = self.interpolate.estimate(spec, device)
+        new = sum(1 for _, t in self.interpolate.positions(spec.frames, spec.fps) if t > 0)
+        big = self.upscale.plan(spec)
+        warp = new * big.width * big.height / 1e6 * CARRY_SECONDS_PER_MP[
+            "cuda" if device.startswith("cuda") else "cpu"]
+        return {"seconds": round(up["seconds"] + it["seconds"] + warp, 3),
+                "memory_mb": round(max(up["memory_mb"], it["memory_mb"]) + 2 * big.frames * big.width *
+                                   big.height * 3 / 1e6, 1)}
+
+    def apply(self, clip: Clip, ctx: RunContext) -> Clip:
+        """Upscale the sources (progress 'upscale'), then carry (progress 'interpolate')."""
+        st = self.resolved(ctx.device)
+        interp, up = st.interpolate, st.upscale
+        if interp.model != "rife":
+            return interp.apply(up.apply(clip, ctx), ctx)
+        src = clip.frames
+        pos = interp.positions(len(src), clip.fps)
+        pairs, cuts, static = interp.classify(src, pos)
+        skip = set(cuts) | set(static)
+        jobs = [(i, t) for i, t in pos if t > 0 and i not in skip]
+        high_clip = up.apply(clip, ctx)
+        high = high_clip.frames
+        n = len(pairs)
+        done = [n - len({i for i, _ in jobs})]
+        left = {i: sum(1 for j, _ in jobs if j == i) for i, _ in jobs}
+        ctx.step("interpolate", done[0], n)
+
+        def on_job(job: tuple[int, float]) -> None:
+            left[job[0]] -= 1
+            if left[job[0]] == 0:
+                done[0] += 1
+            ctx.step("interpolate", done[0], n)
+
+        from .carry import carry_run
+        h, w = src.shape[1:3]
+        made = dict(zip(jobs, carry_run(interp._rife(ctx, w, h), src, high, jobs, on_job), strict=True))
+        out = assemble(high, pos, cuts, static, made)
+        plan = interp.plan(clip.spec)
+        meta = dict(high_clip.meta)
+        meta["interpolate"] = {"method": "rife-4.25 (flow carried to the upscaled size)",
+                               "label": st.describe(), "scene_cuts": cuts, "static_pairs": static,
+                               "interpolated_frames": len(jobs), "source_frames": len(src),
+                               "upscaled_frames": len(src), "frames": len(pos), "fps": plan.fps}
+        return Clip(frames=out, fps=plan.fps, meta=meta)
+
+
+__all__ = ["CARRY_SECONDS_PER_MP", "Interpolate", "InterpolateUpscaled", "assemble"]

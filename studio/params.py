@@ -119,11 +119,21 @@ SPEC: dict[str, Param] = {p.name: p for p in [
     _p("target_fps", float, None, "Interpolate to this fps, keeping the duration (instead of a factor).",
        min=1, max=240, optional=True, group="post"),
     _p("upscale", int, 1, "Upscale factor (1 = off).", choices=(1, 2, 3, 4), group="post"),
-    _p("upscaler", str, "animevideov3", "Upscale model.",
-       choices=("animevideov3", "x4plus", "x4plus-anime", "lanczos"), group="post"),
+    _p("upscaler", str, "auto",
+       "Upscale model. x4plus: the photo model (keeps skin, wood and foliage texture; ~9 TFLOP a "
+       "512² frame, for a GPU). animevideov3: anime/cartoon model, ~40× cheaper, runs on a CPU, but "
+       "paints photos (flattens fine texture into smooth areas). x4plus-anime: anime stills. "
+       "auto: x4plus on a CUDA GPU, animevideov3 on the CPU (the ledger says which and why).",
+       choices=("auto", "animevideov3", "x4plus", "x4plus-anime", "lanczos"), group="post"),
     _p("color_match", bool, True, "Match upscaled colours to the base clip.", group="post", advanced=True),
-    _p("order", str, "interpolate-first", "Post-processing order.",
-       choices=("interpolate-first", "upscale-first"), group="post", advanced=True),
+    _p("order", str, "auto",
+       "Post-processing order. interpolate-first: upscale every frame. upscale-first: interpolate "
+       "at the upscaled size. upscale-carry: upscale the source frames only and make the new "
+       "frames by carrying RIFE's flow up to the upscaled size (about half the upscaling for ×2; "
+       "a small change, measured in bench/results/carry_cpu.json). auto: upscale-carry on the "
+       "CPU, interpolate-first on a GPU.",
+       choices=("auto", "interpolate-first", "upscale-first", "upscale-carry"), group="post",
+       advanced=True),
     _p("scene_threshold", float, 0.35, "Scene-cut threshold for interpolation (0–1; 1 disables).",
        min=0, max=1, step=0.05, group="post", advanced=True),
     # output

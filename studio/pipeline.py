@@ -48,11 +48,18 @@ def default_device() -> str:
         return "cpu"
 
 
-def build_stages(req: GenerationRequest) -> list[Stage]:
-    """The post-processing stages a request asks for, in its chosen order, models resolved."""
-    from postfx.interpolate import Interpolate
+def build_stages(req: GenerationRequest, device: str | None = None) -> list[Stage]:
+    """The post-processing stages a request asks for, in its chosen order, models resolved.
+
+    `device` (default: CUDA if usable, else CPU) decides what `upscaler="auto"` and `order="auto"`
+    mean: x4plus and interpolate-first on CUDA; on the CPU animevideov3 (ncnn) with the flow
+    carried up (upscale-carry), since upscaling is the CPU chain's cost.
+    """
+    from postfx.anchor import start_on_for  # a continuation: the upscaled clip starts on its input
+    from postfx.interpolate import Interpolate, InterpolateUpscaled
     from postfx.upscale import Upscale
 
+    device = device or default_device()
     interp: Stage | None = None
     if req.target_fps is not None:
         interp = Interpolate(factor=1, target_fps=float(req.target_fps),
@@ -61,12 +68,15 @@ def build_stages(req: GenerationRequest) -> list[Stage]:
         interp = Interpolate(factor=req.interpolate, scene_threshold=req.scene_threshold).resolved()
     up: Stage | None = None
     if req.upscale > 1:
-        up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved()
-    order = [interp, up] if req.order == "interpolate-first" else [up, interp]
-    if up is not None and req.extra.get("anchor_start") and req.image:
-        from postfx.anchor import StartOn   # a continuation: the upscaled clip starts on its input
-        order.append(StartOn(image=str(req.image)))
-    return [s for s in order if s is not None]
+        up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved(device)
+    how = req.order
+    if how == "auto":
+        cheap = up is None or up.model == "lanczos" or device.startswith("cuda")
+        how = "interpolate-first" if cheap else "upscale-carry"
+    if how == "upscale-carry" and interp is not None and up is not None:
+        return [InterpolateUpscaled(interp, up), *start_on_for(req, up)]
+    order = [up, interp] if how == "upscale-first" else [interp, up]
+    return [s for s in order if s is not None] + start_on_for(req, up)
 
 
 def _describe(stage: Stage) -> str:

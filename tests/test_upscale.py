@@ -115,9 +115,11 @@ def test_lanczos_fallback_is_labelled(empty_models):
 def test_present_weights_resolve_to_themselves(compact):
     """With weights present, resolved() keeps the model and the label says Real-ESRGAN."""
     from postfx.upscale import Upscale
-    st = Upscale(scale=4, model="animevideov3").resolved()
-    assert st.model == "animevideov3" and st.fallback_from is None
-    assert st.describe() == "Real-ESRGAN animevideov3 ×4 (native ×4, colour-matched)"
+    st = Upscale(scale=4, model="animevideov3").resolved("cpu")
+    assert st.model == "animevideov3" and st.fallback_from is None and st.backend == "ncnn"
+    assert st.describe() == "Real-ESRGAN animevideov3 ×4 (native ×4, colour-matched; ncnn CPU)"
+    st = Upscale(scale=4, model="animevideov3", backend="torch").resolved("cpu")
+    assert st.describe() == "Real-ESRGAN animevideov3 ×4 (native ×4, colour-matched; torch)"
 
 
 def test_missing_weights_raise_with_command(empty_models):

@@ -219,11 +219,26 @@ class IFNet(nn.Module):
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor, timestep: torch.Tensor | float,
                 scale: float = 1.0) -> torch.Tensor:
-        """The frame at `timestep` between frames 0 and 1.
+        """The frame at `timestep` between frames 0 and 1 (see `flow_mask` for the arguments)."""
+        if x0.shape[1] == 3:
+            x0 = self.features(x0.to(self.block0.conv0[0][0].weight.dtype))
+        if x1.shape[1] == 3:
+            x1 = self.features(x1.to(self.block0.conv0[0][0].weight.dtype))
+        flow, mask = self.flow_mask(x0, x1, timestep, scale)
+        w0 = backward_warp(x0[:, :3], flow[:, :2])
+        w1 = backward_warp(x1[:, :3], flow[:, 2:4])
+        m = torch.sigmoid(mask.float())
+        return w0 * m + w1 * (1 - m)
+
+    def flow_mask(self, x0: torch.Tensor, x1: torch.Tensor, timestep: torch.Tensor | float,
+                  scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow B×4×H×W in pixels: to frame 0, then to frame 1; blend-mask logit B×1×H×W).
+
+        The frame at `timestep` is sigmoid(mask)·warp(frame 0) + (1 - sigmoid(mask))·warp(frame 1).
 
         `x0`, `x1`: (B, 3, H, W) frames in 0..1, or (B, 8, H, W) from `features` (shareable
         between pairs).  H and W must be multiples of `pad_multiple(scale)`.  `timestep`: a float
-        or a tensor of B values in (0, 1).  Returns float32 (B, 3, H, W).
+        or a tensor of B values in (0, 1).
         """
         dt = self.block0.conv0[0][0].weight.dtype
         if x0.shape[1] == 3:
@@ -257,10 +272,7 @@ class IFNet(nn.Module):
                     parts += [a0[:, 7:8], a1[:, 7:8], a0[:, 7:8], a1[:, 7:8]]
                 fd, mask, feat = block(torch.cat(parts, 1), s)
                 flow = flow + fd
-        w0 = backward_warp(x0[:, :3], flow[:, :2])
-        w1 = backward_warp(x1[:, :3], flow[:, 2:4])
-        m = torch.sigmoid(mask.float())
-        return w0 * m + w1 * (1 - m)
+        return flow, mask
 
 
 def load_ifnet(state: dict[str, torch.Tensor]) -> IFNet:

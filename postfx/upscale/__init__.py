@@ -2,13 +2,19 @@
 
 All three networks are ×4; ×2 and ×3 area-downscale the ×4 result.  With `color_match` the
 upscaled frames' low frequencies are pulled back to the source clip (`postfx.color`).
-`resolved()` swaps a model whose weights are missing for Lanczos, labelled as a fallback; without
-that call, missing weights raise WeightsError naming `python -m studio models fetch realesrgan`.
+`resolved(device)` makes `model="auto"` and `backend="auto"` concrete and swaps a model whose
+weights are missing for Lanczos, labelled as a fallback; without that call, missing weights raise
+WeightsError naming `python -m studio models fetch realesrgan`.
+
+Backends: `torch` (CUDA, and the fallback), `ncnn` (the ncnn runtime on the CPU) and
+`ncnn-vulkan` (ncnn on a Vulkan GPU, chosen when there is one and no CUDA).  All run the same
+weights through the same pre-pad, tiling, area downscale, colour match, progress and cancel.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,13 +24,37 @@ from postfx import register_stage
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
 
-MODELS = ("animevideov3", "x4plus", "x4plus-anime", "lanczos")
+log = logging.getLogger(__name__)
 
-# input pixels per second, rough: CPU measured on 2 cores (fp32; compact from bench/results/e2e_cpu.json,
-# 31 frames of 512² in 60.0 s), CUDA on an H100 (fp16)
-_RATE = {("compact", "cpu"): 1.35e5, ("rrdb", "cpu"): 3.0e3, ("rrdb6", "cpu"): 8.0e3,
+MODELS = ("auto", "animevideov3", "x4plus", "x4plus-anime", "lanczos")
+BACKENDS = ("auto", "torch", "ncnn", "ncnn-vulkan")
+
+# input pixels per second.  CPU: 2 cores of an AMD EPYC (bench/results/e2e_cpu.json and
+# upscale_look_cpu.json); CUDA: an H100 (fp16); Vulkan: not measured here (a guess between the two).
+_RATE = {("compact", "torch-cpu"): 1.35e5, ("rrdb", "torch-cpu"): 3.0e3, ("rrdb6", "torch-cpu"): 8.0e3,
+         ("compact", "ncnn"): 2.6e5, ("rrdb", "ncnn"): 6.0e3, ("rrdb6", "ncnn"): 1.6e4,
+         ("compact", "ncnn-vulkan"): 5.0e6, ("rrdb", "ncnn-vulkan"): 3.0e5, ("rrdb6", "ncnn-vulkan"): 1.0e6,
          ("compact", "cuda"): 1.5e8, ("rrdb", "cuda"): 1.0e7, ("rrdb6", "cuda"): 3.5e7}
 _KIND = {"animevideov3": "compact", "x4plus": "rrdb", "x4plus-anime": "rrdb6"}
+# what `model="auto"` picks and why (bench/results/upscale_look_cpu.json measures the look)
+AUTO_GPU, AUTO_CPU = "x4plus", "animevideov3"
+AUTO_CPU_WHY = ("auto on CPU: anime-tuned, smooths fine photo texture; "
+                "x4plus keeps it at ~40× the time")
+
+
+def _is_cuda(device: str | None) -> bool:
+    return str(device or "").startswith("cuda")
+
+
+def pick_backend(device: str) -> str:
+    """The backend `auto` means on `device`: torch on CUDA; else ncnn (Vulkan GPU if one) or torch."""
+    from .ncnn_backend import ncnn_available, vulkan_gpu
+    if _is_cuda(device) or not ncnn_available():
+        return "torch"
+    import torch
+    if not torch.cuda.is_available() and vulkan_gpu() is not None:
+        return "ncnn-vulkan"
+    return "ncnn"
 
 
 @register_stage
@@ -38,6 +68,8 @@ class Upscale:
     color_match: bool = True
     tile: int = 0
     fallback_from: str | None = None   # set by resolved(): the model whose weights were missing
+    backend: str = "auto"
+    auto_model: bool = False           # set by resolved(): `model` was picked by "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or self.scale not in (2, 3, 4):
@@ -46,16 +78,32 @@ class Upscale:
             raise ValueError(f"upscale model={self.model!r} is not one of {', '.join(MODELS)}")
         if self.tile != 0 and self.tile < 32:
             raise ValueError(f"upscale tile={self.tile!r} must be 0 (auto) or at least 32 px")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"upscale backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
 
     # -- ledger ---------------------------------------------------------------------------
-    def resolved(self) -> Upscale:
-        """This stage, or Lanczos (labelled as a fallback) when the model's weights are missing."""
-        if self.model == "lanczos":
-            return self
+    def resolved(self, device: str | None = None) -> Upscale:
+        """Concrete model and backend for `device` (default: CUDA if usable, else CPU), or Lanczos
+        (labelled as a fallback) when the model's weights are missing."""
+        st = self._concrete(device, model_only=True)
+        if st.model == "lanczos":
+            return st
         from .runner import find_weights
-        if find_weights(self.model) is None:
-            return dataclasses.replace(self, model="lanczos", fallback_from=self.model)
-        return self
+        if find_weights(st.model) is None:
+            return dataclasses.replace(st, model="lanczos", fallback_from=st.model)
+        return st._concrete(device)
+
+    def _concrete(self, device: str | None, model_only: bool = False) -> Upscale:
+        """`auto` model (and, unless `model_only`, backend) made concrete; weights not checked."""
+        if device is None and (self.model == "auto" or self.backend == "auto"):
+            import torch
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        st = self
+        if st.model == "auto":
+            st = dataclasses.replace(st, model=AUTO_GPU if _is_cuda(device) else AUTO_CPU, auto_model=True)
+        if not model_only and st.model != "lanczos" and st.backend == "auto":
+            st = dataclasses.replace(st, backend=pick_backend(str(device)))
+        return st
 
     def describe(self) -> str:
         """A human label, e.g. 'Real-ESRGAN animevideov3 ×2 (×4 net, area-downscaled)'."""
@@ -66,7 +114,11 @@ class Upscale:
             return f"Lanczos ×{self.scale}"
         how = "native ×4" if self.scale == 4 else "×4 net, area-downscaled"
         cm = ", colour-matched" if self.color_match else ""
-        return f"Real-ESRGAN {self.model} ×{self.scale} ({how}{cm})"
+        on = {"torch": "torch", "ncnn": "ncnn CPU", "ncnn-vulkan": "ncnn Vulkan GPU"}.get(self.backend)
+        label = f"Real-ESRGAN {self.model} ×{self.scale} ({how}{cm}" + (f"; {on})" if on else ")")
+        if self.auto_model:
+            label += f" [{AUTO_CPU_WHY}]" if self.model == AUTO_CPU else " [auto on GPU: the photo model]"
+        return label
 
     def plan(self, spec: ClipSpec) -> ClipSpec:
         """Same frames and fps; width and height × scale."""
@@ -78,9 +130,13 @@ class Upscale:
         out_mb = spec.frames * px * self.scale ** 2 * 3 / 1e6
         if self.model == "lanczos":
             return {"seconds": spec.frames * px * self.scale ** 2 / 4e7, "memory_mb": out_mb}
+        if self.model == "auto" or (self.backend == "auto" and self.model != "lanczos"):
+            return self._concrete(device).estimate(spec, device)
         kind = _KIND[self.model]
-        dev = "cuda" if str(device).startswith("cuda") else "cpu"
-        seconds = spec.frames * px / _RATE[(kind, dev)] + (2.0 if dev == "cuda" else 0.5)
+        dev = "cuda" if _is_cuda(device) else "cpu"
+        where = {"ncnn": "ncnn", "ncnn-vulkan": "ncnn-vulkan"}.get(self.backend, "cuda" if dev == "cuda"
+                                                                   else "torch-cpu")
+        seconds = spec.frames * px / _RATE[(kind, where)] + (2.0 if where == "cuda" else 0.5)
         per_px = {"compact": 1.2e3, "rrdb": 1.2e4, "rrdb6": 1.2e4}[kind] * (1 if dev == "cuda" else 2)
         work_mb = min(px, 512 * 512) * per_px / 1e6
         return {"seconds": round(seconds, 2), "memory_mb": round(out_mb + work_mb, 1)}
@@ -88,28 +144,59 @@ class Upscale:
     # -- work -----------------------------------------------------------------------------
     def apply(self, clip: Clip, ctx: RunContext) -> Clip:
         """Upscale the clip; progress per batch via ctx.step('upscale', done, n), which also cancels."""
+        if self.model == "auto" or (self.backend == "auto" and self.model != "lanczos"):
+            return self._concrete(ctx.device).apply(clip, ctx)
         frames = clip.frames
         n = len(frames)
-        ctx.step("upscale", 0, n)
+        backend = "lanczos"
         if self.model == "lanczos":
+            ctx.step("upscale", 0, n)
             out = _lanczos(frames, self.scale, ctx)
         else:
             up = self._upscaler(ctx)
-            out = up.run(frames, self.scale, on_batch=lambda done, total: ctx.step("upscale", done, total))
+            backend = up.backend
+            per = up.tiles_per_frame(*frames.shape[1:3])
+            ctx.step("upscale", 0, n * per)
+
+            def on_tile(done: float, total: int) -> None:
+                # progress in tiles (frames when untiled); a cancel set meanwhile stops the next tile
+                ctx.step("upscale", min(round(done * per), n * per), n * per)
+                ctx.check_cancel()
+
+            out = up.run(frames, self.scale, on_tile=on_tile)
             if self.color_match:
                 from postfx.color import color_match
                 out = color_match(frames, out)
         ctx.log.info("upscale: %s -> %d×%d", self.describe(), out.shape[2], out.shape[1])
-        return clip.replace(frames=out)
+        meta = dict(clip.meta)
+        meta["upscale"] = {"label": self.describe(), "backend": backend, "model": self.model}
+        return clip.replace(frames=out, meta=meta)
 
     def _upscaler(self, ctx: RunContext):
         from .runner import Upscaler, load_net, require_weights
         path = require_weights(self.model)
-        key = ("realesrgan", self.model, str(ctx.device), str(path), path.stat().st_mtime_ns)
+        on_torch = self.backend == "torch"
+        dev = str(ctx.device) if on_torch else "cpu"
+        key = ("realesrgan", self.model, dev, str(path), path.stat().st_mtime_ns)
         ctx.cache.evict(lambda k: isinstance(k, tuple) and k[:3] == key[:3] and k[:5] != key)
-        loaded = ctx.cache.get(key, lambda: load_net(self.model, ctx.device, path))
+        loaded = ctx.cache.get(key, lambda: load_net(self.model, dev, path))
         # the runner is cached too: it keeps a backed-off tile and its compiled forward
-        return ctx.cache.get(key + ("runner", self.tile), lambda: Upscaler(loaded, tile=self.tile))
+        return ctx.cache.get(key + ("runner", self.tile, self.backend),
+                             lambda: self._runner(Upscaler(loaded, tile=self.tile)))
+
+    def _runner(self, up):
+        """`up` with its forward swapped for ncnn's when the backend is ncnn / ncnn-vulkan."""
+        if self.backend == "torch":
+            return up
+        from .ncnn_backend import NcnnForward, vulkan_gpu
+        gpu = None
+        if self.backend == "ncnn-vulkan":
+            found = vulkan_gpu()
+            if found is None:
+                log.warning("upscale: no Vulkan GPU found; ncnn runs on the CPU")
+            gpu = found[0] if found else None
+        up.forward = NcnnForward(up.loaded.net.state_dict(), up.loaded.info, gpu=gpu)
+        return up
 
 
 def _lanczos(frames: np.ndarray, scale: int, ctx: RunContext) -> np.ndarray:
@@ -122,4 +209,4 @@ def _lanczos(frames: np.ndarray, scale: int, ctx: RunContext) -> np.ndarray:
     return out
 
 
-__all__ = ["MODELS", "Upscale"]
+__all__ = ["AUTO_CPU", "AUTO_GPU", "BACKENDS", "MODELS", "Upscale", "pick_backend"]

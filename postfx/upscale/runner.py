@@ -18,7 +18,7 @@ from studio import weights as W
 
 from ..cuda_io import HostPipe
 from .archs import ArchInfo, build_model
-from .tiling import forward_with_backoff
+from .tiling import forward_with_backoff, tile_count
 from .weights import MODEL_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,24 @@ class Upscaler:
         batch = self.batch or int(max(1, min(_MAX_BATCH[arch], budget // max(per_frame, 1))))
         return tile, batch
 
+    def tiles_per_frame(self, h: int, w: int) -> int:
+        """Tiles one h×w frame is cut into under `plan` (1 when untiled)."""
+        tile, _ = self.plan(h, w)
+        pad = min(self.pre_pad, h - 1, w - 1)
+        ph, pw = h + 2 * pad, w + 2 * pad
+        return tile_count(ph + (-ph) % self.align, pw + (-pw) % self.align, tile, self.align)
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: e.g. 'torch CPU', 'torch CUDA', or the ncnn forward's label."""
+        label = getattr(self.forward, "label", None)
+        if isinstance(label, str):
+            return label
+        return f"torch {self.loaded.device.type.upper()}"
+
     def _batches(self, frames: np.ndarray, out: np.ndarray, out_scale: int, batch: int, tile: int,
-                 fixed: bool, pipe: HostPipe | None, on_batch: Callable[[int, int], None] | None) -> int:
+                 fixed: bool, pipe: HostPipe | None, on_batch: Callable[[int, int], None] | None,
+                 on_tile: Callable[[float, int], None] | None = None) -> int:
         """The batch loop of `run`: fills `out`, returns the tile size it ended with.
 
         With a `pipe` (CUDA), uploads, downloads and host copies overlap the next batch's compute.
@@ -167,7 +183,11 @@ class Upscaler:
             else:
                 chunk = torch.from_numpy(np.ascontiguousarray(part)).to(dev)
             x = chunk.permute(0, 3, 1, 2).to(dtype).div_(255.0)
-            y, tile = self.upscale_tensor(x, tile)
+            cb = None
+            if on_tile is not None:
+                def cb(j: int, n_tiles: int, i: int = i, k: int = k) -> None:
+                    on_tile(i + k * j / n_tiles, t)
+            y, tile = self.upscale_tensor(x, tile, cb)
             y = y[:k]
             if out_scale * 2 == self.scale:          # exact INTER_AREA for a factor of 2
                 y = F.avg_pool2d(y, 2)
@@ -197,8 +217,11 @@ class Upscaler:
 
     # -- tensors --------------------------------------------------------------------------
     @torch.inference_mode()
-    def upscale_tensor(self, x: torch.Tensor, tile: int) -> tuple[torch.Tensor, int]:
-        """N×3×H×W float in [0, 1] on the net's device -> (N×3×H·s×W·s, tile used)."""
+    def upscale_tensor(self, x: torch.Tensor, tile: int,
+                       on_tile: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
+        """N×3×H×W float in [0, 1] on the net's device -> (N×3×H·s×W·s, tile used).
+
+        `on_tile(k, total)` runs after each tile (see `tiling.tiled_forward`)."""
         _, _, h, w = x.shape
         pad = min(self.pre_pad, h - 1, w - 1)
         mh, mw = (-(h + 2 * pad)) % self.align, (-(w + 2 * pad)) % self.align
@@ -206,17 +229,18 @@ class Upscaler:
             x = F.pad(x, (pad, pad + mw, pad, pad + mh), mode="reflect")
         x = x.contiguous(memory_format=torch.channels_last)
         y, tile = forward_with_backoff(self.forward, x, self.scale, tile, self.overlap,
-                                       self.min_tile, self.align)
+                                       self.min_tile, self.align, on_tile)
         s = self.scale
         return y[:, :, pad * s:(pad + h) * s, pad * s:(pad + w) * s], tile
 
     @torch.inference_mode()
     def run(self, frames: np.ndarray, out_scale: int | None = None,
-            on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+            on_batch: Callable[[int, int], None] | None = None,
+            on_tile: Callable[[float, int], None] | None = None) -> np.ndarray:
         """Upscale uint8 T×H×W×3 frames to ×out_scale (≤ the net's; smaller ones area-downscale).
 
-        `on_batch(done, total)` is called after each batch (the stage reports progress and
-        honours cancel there).
+        `on_batch(done, total)` is called after each batch and `on_tile(frames_done, total)`
+        (fractional) after each tile; the stage reports progress and honours cancel there.
         """
         out_scale = out_scale or self.scale
         if not 1 <= out_scale <= self.scale:
@@ -231,7 +255,7 @@ class Upscaler:
         if dev.type == "cuda" and (out_scale == self.scale or 2 * out_scale == self.scale):
             pipe = HostPipe(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3))
         try:
-            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch)
+            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile)
         finally:
             if pipe is not None:
                 pipe.close()

@@ -24,21 +24,35 @@ class UpscaleOOMError(RuntimeError):
     """The GPU ran out of memory even at the smallest tile."""
 
 
+def tile_count(h: int, w: int, tile: int, align: int = 1) -> int:
+    """How many tiles `tiled_forward` runs for an h×w input (1 when untiled)."""
+    if tile == 0 or (h <= tile and w <= tile):
+        return 1
+    tile = -(-tile // align) * align
+    return -(-h // tile) * -(-w // tile)
+
+
 def tiled_forward(fn: Forward, x: torch.Tensor, scale: int, tile: int, overlap: int,
-                  align: int = 1) -> torch.Tensor:
+                  align: int = 1, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Run `fn` (N×C×h×w -> N×C'×h·s×w·s) over `x` in tiles of `tile` px (0 = whole image).
 
     Tile starts are multiples of `tile`; `overlap` and `tile` are rounded up to `align` so that
-    networks that fold pixels (pixel-unshuffle) see aligned crops.
+    networks that fold pixels (pixel-unshuffle) see aligned crops.  `on_tile(k, total)` is
+    called after each tile (k from 1); it may raise to stop between tiles (cancel).
     """
     if tile < 0 or overlap < 0:
         raise ValueError(f"tile={tile!r} and overlap={overlap!r} must be >= 0")
     n, _, h, w = x.shape
-    if tile == 0 or (h <= tile and w <= tile):
-        return fn(x)
+    total = tile_count(h, w, tile, align)
+    if total == 1:
+        y = fn(x)
+        if on_tile is not None:
+            on_tile(1, 1)
+        return y
     tile = -(-tile // align) * align
     overlap = -(-overlap // align) * align
     out: torch.Tensor | None = None
+    done = 0
     for y0 in range(0, h, tile):
         y1 = min(y0 + tile, h)
         for x0 in range(0, w, tile):
@@ -51,6 +65,9 @@ def tiled_forward(fn: Forward, x: torch.Tensor, scale: int, tile: int, overlap: 
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
             out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
                 o[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
     assert out is not None
     return out
 
@@ -61,7 +78,8 @@ def _free_cuda() -> None:
 
 
 def forward_with_backoff(fn: Forward, x: torch.Tensor, scale: int, tile: int, overlap: int,
-                         min_tile: int = MIN_TILE, align: int = 1) -> tuple[torch.Tensor, int]:
+                         min_tile: int = MIN_TILE, align: int = 1,
+                         on_tile: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
     """`tiled_forward`, halving the tile on torch.cuda.OutOfMemoryError down to `min_tile`.
 
     Returns (output, tile actually used) so callers keep the smaller tile for later frames.
@@ -70,7 +88,7 @@ def forward_with_backoff(fn: Forward, x: torch.Tensor, scale: int, tile: int, ov
     h, w = x.shape[-2:]
     while True:
         try:
-            return tiled_forward(fn, x, scale, tile, overlap, align), tile
+            return tiled_forward(fn, x, scale, tile, overlap, align, on_tile), tile
         except torch.cuda.OutOfMemoryError:
             pass  # handled below, once the exception (and the tensors its frames hold) is gone
         _free_cuda()
