@@ -33,6 +33,8 @@ COMMON_EXTRA: dict[str, Param] = {
                          advanced=True),
     "vae_slicing": Param("vae_slicing", bool, False, "Decode the VAE one video at a time.", advanced=True),
     "vae_tiling": Param("vae_tiling", bool, False, "Decode the VAE in tiles (large sizes).", advanced=True),
+    "preview_every": Param("preview_every", int, 0, "Show a latent preview every N denoising steps "
+                           "(0 = about 8 per run; Wan and LTX).", min=0, max=100, advanced=True),
     "compile": Param("compile", bool, False, "torch.compile the denoiser (CUDA; same output, "
                      "first run compiles, later runs use the cache in models/.cache).", advanced=True),
 }
@@ -116,12 +118,14 @@ class StepReporter:
     `_interrupt` is also set so the loop stops at the step boundary.
     """
 
-    def __init__(self, ctx: RunContext, total: int) -> None:
-        self.ctx, self.total, self.i = ctx, total, 0
+    def __init__(self, ctx: RunContext, total: int, previewer: Any = None) -> None:
+        self.ctx, self.total, self.i, self.previewer = ctx, total, 0, previewer
 
     def callback(self, pipe: Any, i: int, t: Any, kw: dict) -> dict:
-        """A `callback_on_step_end` that reports step i+1 of total."""
+        """A `callback_on_step_end` that reports step i+1 of total (and shows a latent preview)."""
         self.i = i + 1
+        if self.previewer is not None and kw.get("latents") is not None:
+            self.previewer(self.i, kw["latents"])
         if self.ctx.cancel.is_set():
             pipe._interrupt = True
         self.ctx.step("denoise", self.i, self.total)
@@ -160,6 +164,46 @@ class DiffusionEngine(Engine):
     """The pipeline batches CFG's two branches into one denoiser call (enables `cfg_cutoff`)."""
     embed_methods: ClassVar[tuple[str, ...]] = ("encode_prompt",)
     """Pipeline methods whose results are reused for equal arguments (see `embed_cache`)."""
+    preview_layout: ClassVar[str | None] = None
+    """Layout of the pipeline's step latents for previews ("bcthw", "packed"); None: no previews."""
+
+    # ---- step previews ------------------------------------------------------------------------
+    def normalize_latents(self, pipe: Any, z: Any) -> Any:
+        """VAE latents -> the pipeline's denoising space (subclasses)."""
+        return z
+
+    def spatial_ratio(self, pipe: Any) -> int:
+        """Pixels per latent pixel."""
+        return int(getattr(pipe, "vae_scale_factor_spatial", 8))
+
+    def latent_rgb(self, pipe: Any) -> Any:
+        """The fitted latent->RGB map of this pipeline's VAE (fitted once per loaded pipeline)."""
+        from .previews import fit
+        cached = pipe.__dict__.get("_studio_latent_rgb")
+        if cached is not None:
+            return cached
+        import torch
+        vae = pipe.vae
+
+        def encode(imgs: Any) -> Any:
+            outs = []
+            with torch.inference_mode():
+                for im in imgs:
+                    x = torch.from_numpy(im[None, :, None]).to(vae.device, vae.dtype)
+                    z = vae.encode(x).latent_dist.mode()
+                    outs.append(self.normalize_latents(pipe, z.float())[:, :, 0].cpu())
+            return torch.cat(outs).numpy()
+        pipe.__dict__["_studio_latent_rgb"] = fit(encode)
+        return pipe.__dict__["_studio_latent_rgb"]
+
+    def previewer(self, pipe: Any, req: GenerationRequest, ctx: RunContext) -> Any:
+        """A StepPreviewer for this run, or None (no ctx.preview, or no previews for this engine)."""
+        if ctx.preview is None or self.preview_layout is None or not self.uses_callbacks:
+            return None
+        from .previews import StepPreviewer
+        every = int(req.extra.get("preview_every", 0)) or max(1, req.steps // 8)
+        return StepPreviewer(ctx, self.latent_rgb(pipe), self.preview_layout, req.width, req.height,
+                             self.spatial_ratio(pipe), every)
 
     # ---- weights ------------------------------------------------------------------------------
     def status(self) -> WeightsStatus:
@@ -306,7 +350,10 @@ class DiffusionEngine(Engine):
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
         kwargs = self.pipe_kwargs(pipe, pil, req, generator)
         kwargs.setdefault("output_type", "np")
-        rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)))
+        prev = self.previewer(pipe, req, ctx)
+        if prev is not None:
+            kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)), prev)
         notes = self.notes(req) + self.fast_notes(req)
         for note in notes:
             ctx.log.warning("%s: %s", self.id, note)
@@ -328,7 +375,8 @@ class DiffusionEngine(Engine):
         ctx.check_cancel()
         frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)
         meta = {"engine": self.id, "seed": int(req.seed), "steps": rep.total, "loras": applied,
-                "notes": notes, "embeddings_reused": cache_stats["hits"]}
+                "notes": notes, "embeddings_reused": cache_stats["hits"],
+                "previews": prev.shown if prev is not None else 0}
         if n_cfg is not None:
             meta["cfg_steps"] = sum(1 for b in batch_sizes if b == 2)
         return Clip(frames=frames, fps=float(req.fps), meta=meta)

@@ -34,6 +34,19 @@ class LTXVideoEngine(DiffusionEngine):
         "height": SPEC["height"].override(default=480, min=32, max=1280, step=32, multiple_of=32),
     }
 
+    preview_layout = "packed"
+
+    def normalize_latents(self, pipe: Any, z: Any) -> Any:
+        """(z − mean) · scaling_factor / std, as the pipeline's `_normalize_latents`."""
+        vae = pipe.vae
+        mean = vae.latents_mean.view(1, -1, 1, 1, 1).cpu().float()
+        std = vae.latents_std.view(1, -1, 1, 1, 1).cpu().float()
+        return (z.cpu() - mean) * float(vae.config.scaling_factor) / std
+
+    def spatial_ratio(self, pipe: Any) -> int:
+        """LTX's VAE: 32 pixels per latent pixel (the tiny test VAE: fewer)."""
+        return int(pipe.vae_spatial_compression_ratio)
+
     def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
         """LTX arguments (frame_rate conditions the RoPE timing)."""
         return dict(image=image, prompt=req.prompt, negative_prompt=req.negative_prompt or None,

@@ -57,6 +57,16 @@ class WanI2VEngine(DiffusionEngine):
         "height": SPEC["height"].override(default=480, min=16, max=1280, step=16, multiple_of=16),
     }
 
+    preview_layout = "bcthw"
+
+    def normalize_latents(self, pipe: Any, z: Any) -> Any:
+        """(z − mean) / std with the VAE's per-channel statistics, as the pipeline does."""
+        import torch
+        cfg = pipe.vae.config
+        mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
+        return (z.cpu() - mean) / std
+
     def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
         """Wan arguments."""
         _ensure_ftfy()
