@@ -98,6 +98,7 @@ class StoreCollector:
                          stages, STAGE_BUCKETS)
         yield _histogram("studio_queue_wait_seconds", "Time from submission to start", ["kind"], waits,
                          WAIT_BUCKETS)
+        yield from self._workers()
         gpu = GaugeMetricFamily("studio_gpu_memory_allocated_bytes", "GPU memory held by this process",
                                 labels=["device"])
         torch = sys.modules.get("torch")
@@ -105,6 +106,31 @@ class StoreCollector:
             for i in range(torch.cuda.device_count()):
                 gpu.add_metric([f"cuda:{i}"], float(torch.cuda.memory_allocated(i)))
         yield gpu
+
+
+    def _workers(self) -> Iterator[Any]:
+        """Per-worker gauges from the workers table (rows refreshed by each dispatcher's heartbeat)."""
+        import time
+
+        from .dispatch import WORKER_STALE_S, WORKERS_SCHEMA
+        with self.store.conn() as c:
+            c.executescript(WORKERS_SCHEMA)
+            rows = c.execute("SELECT * FROM workers WHERE heartbeat >= ?",
+                             (time.time() - WORKER_STALE_S,)).fetchall()
+        labels = ["worker", "executor", "device"]
+        busy = GaugeMetricFamily("studio_worker_busy", "1 while the worker runs a job, else 0", labels=labels)
+        runs = CounterMetricFamily("studio_worker_jobs", "Jobs a worker has run", labels=labels)
+        loaded = GaugeMetricFamily("studio_worker_model_loaded", "Models resident in a worker (1 each)",
+                                   labels=[*labels, "model"])
+        for r in rows:
+            key = [r["id"], r["executor"], r["device"]]
+            busy.add_metric(key, 1.0 if r["busy"] else 0.0)
+            runs.add_metric(key, r["jobs_run"])
+            for m in json.loads(r["loaded"] or "[]"):
+                loaded.add_metric([*key, m], 1.0)
+        yield busy
+        yield runs
+        yield loaded
 
 
 class Metrics:
