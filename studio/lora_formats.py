@@ -110,8 +110,9 @@ def guess_family(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str]:
         if mod and part == "down" and len(s) >= 2 and re.search(r"(attn1?[._]to_q|self_attn[._]q)$", mod):
             dims.append(int(s[1]))
     d = max(set(dims), key=dims.count) if dims else None
-    wan = re.search(r"(self_attn|cross_attn)", names) or (
-        re.search(r"(^|[._])blocks[._]\d+[._]attn1", names) and "transformer_blocks" not in names)
+    mods = [m for m in (split_key(k)[1] for k in shapes) if m]
+    wan = re.search(r"(self_attn|cross_attn)", names) or any(re.match(r"blocks[._]\d+[._]attn[12]", m)
+                                                              for m in mods)
     if wan:
         size = _WAN_SIZES.get(d or -1)
         img = bool(re.search(r"(k_img|v_img|add_k_proj|add_v_proj)", names))
@@ -124,7 +125,7 @@ def guess_family(shapes: dict[str, tuple[int, ...]]) -> tuple[str | None, str]:
         if size == "1.3b":
             return "wan2.1-t2v-1.3b", "Wan 2.1 T2V 1.3B (hidden size 1536)"
         return f"wan (hidden {d})", f"a Wan transformer of hidden size {d}, not a published Wan size"
-    if "transformer_blocks" in names and "attn1" in names:
+    if any(m.startswith("transformer_blocks") for m in mods):
         fam = _LTX_SIZES.get(d or -1)
         if fam:
             return fam, f"an LTX-Video transformer of hidden size {d}"
