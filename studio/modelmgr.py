@@ -162,6 +162,11 @@ def place(pipe: Any, device: str, memory_mode: str = "full", vae_slicing: bool =
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.enable_sequential_cpu_offload(device=device)
+    return place_vae(pipe, vae_slicing, vae_tiling)
+
+
+def place_vae(pipe: Any, vae_slicing: bool = False, vae_tiling: bool = False) -> Any:
+    """VAE slicing/tiling where the pipeline's VAE has them."""
     vae = getattr(pipe, "vae", None)
     if vae_slicing and hasattr(vae, "enable_slicing"):
         vae.enable_slicing()

@@ -152,7 +152,11 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     base = engine.plan(req)
     stages = build_stages(req) if stages is None else stages
     codec = codec_for(out or "x.mp4", req.codec)
-    row = _row("engine", f"{engine.id}: {engine.label}", base, engine.estimate(req, device))
+    est = engine.estimate(req, device)
+    prof = f" [{est['profile']}]" if est.get("profile") else ""  # the VRAM profile (diffusion engines)
+    row = _row("engine", f"{engine.id}{prof}: {engine.label}", base, est)
+    if est.get("memory"):
+        row["memory"] = est["memory"]
     return ledger_for(base, row, stages, codec, device)
 
 

@@ -160,6 +160,7 @@ def test_a_file_of_another_model_is_rejected_with_the_reason(layouts, monkeypatc
     assert not inv.present and "transformer" in inv.missing and "tokenizer" in inv.missing
     assert any("wan_t2v.safetensors does not fit wan-i2v transformer: 1 shapes differ "
                "(e.g. patch_embedding.weight" in r for r in inv.rejected), inv.rejected
-    cmd = inv.commands()[0]
-    assert cmd.startswith("hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
-    assert '--include "transformer/*"' in cmd and cmd.endswith("--local-dir models/wan-i2v")
+    # nothing usable at all: the whole repo, or the ComfyUI single files
+    cmds = inv.commands()
+    assert cmds[0] == "hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir models/wan-i2v"
+    assert cmds[1].startswith("hf download Comfy-Org/Wan_2.1_ComfyUI_repackaged split_files/")

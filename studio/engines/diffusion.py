@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMON_EXTRA: dict[str, Param] = {
-    "memory_mode": Param("memory_mode", str, "full", "GPU memory mode: full, model CPU offload or "
-                         "sequential offload (slowest, least memory).", choices=modelmgr.MEMORY_MODES,
-                         advanced=True),
+    "memory_mode": Param("memory_mode", str, "auto", "VRAM profile: auto (the fastest that fits the free "
+                         "GPU memory), full, fp8_layerwise (changes the output), model_offload, group_block, "
+                         "group_leaf or sequential (slowest, least memory).",
+                         choices=("auto", "full", "fp8_layerwise", "model_offload", "group_block",
+                                  "group_leaf", "sequential", "sequential_offload"), advanced=True),
     "vae_slicing": Param("vae_slicing", bool, False, "Decode the VAE one video at a time.", advanced=True),
     "vae_tiling": Param("vae_tiling", bool, False, "Decode the VAE in tiles (large sizes).", advanced=True),
     "preview_every": Param("preview_every", int, 0, "Show a latent preview every N denoising steps "
@@ -278,8 +280,11 @@ class DiffusionEngine(Engine):
     def prepare(self, pipe: Any, device: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Place a freshly loaded pipeline and apply output-preserving speed-ups."""
         pipe.set_progress_bar_config(disable=True)
-        modelmgr.place(pipe, device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
-                       bool(extra.get("vae_tiling")))
+        from . import memory
+        mode = memory.LEGACY.get(str(extra.get("memory_mode", "full")), str(extra.get("memory_mode", "full")))
+        memory.apply(pipe, "full" if mode == "auto" else mode, device,
+                     tuple(d for d in (self.denoiser, "transformer_2") if getattr(pipe, d, None) is not None))
+        modelmgr.place_vae(pipe, bool(extra.get("vae_slicing")), bool(extra.get("vae_tiling")))
         cuda = str(device).startswith("cuda")
         return modelmgr.optimize(pipe, denoiser=self.denoiser, channels_last=cuda,
                                  compile=cuda and bool(extra.get("compile")))
@@ -333,12 +338,18 @@ class DiffusionEngine(Engine):
         return []
 
     def generate(self, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
-        """Load (or reuse) the pipeline and run it; see `run`."""
-        loaded = self.load(ctx.device, dict(req.extra))
-        with modelmgr.MANAGER.lock:
-            clip = self.run(loaded.pipe, image, req, ctx)
-        clip.meta["speedups"] = loaded.info
-        return clip
+        """Load (or reuse) the pipeline under its VRAM profile and run it (`profiles.generate`)."""
+        from .profiles import generate
+        return generate(self, image, req, ctx)
+
+    def estimate(self, req: GenerationRequest, device: str) -> dict[str, Any]:
+        """The VRAM profile for this request and its estimated peak (shown in the ledger)."""
+        from .profiles import choice
+        ch = choice(self, req, device)
+        if ch is None:
+            return {"seconds": 0.0, "memory_mb": 0.0}
+        return {"seconds": 0.0, "memory_mb": ch.peak_bytes / 1e6, "profile": ch.profile,
+                "memory": ch.describe()}
 
     def run(self, pipe: Any, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
         """Run an already-loaded pipeline: LoRAs, seed, per-step progress/cancel, frames -> Clip."""
