@@ -1,7 +1,9 @@
-"""The studio's entry point (`make run` = `streamlit run app.py`): the sidebar navigation.
+"""The studio's entry point (`make run` starts `streamlit run app.py`): the sidebar navigation.
 
 The home page (what the studio does, readiness, the queue) is `studio.ui.home.render`, listed as
-"Home"; Generate, Sequence, Gallery and Models & LoRAs are the scripts in pages/.
+"Home"; Generate, Sequence, Gallery and Models & LoRAs are the scripts in app_pages/.  That folder
+is not called pages/ on purpose: beside a pages/ folder Streamlit serves a page opened by its URL
+(/Generate) in its old multipage mode, without this navigation, listing the home page as "app".
 """
 
 from __future__ import annotations

@@ -36,9 +36,15 @@ def owner_dir(owner: str) -> Path:
     return p
 
 
+_STAMP = re.compile(r"^\d{8}-\d{6}-")                 # the prefix and suffix new_output_path adds
+_UID = re.compile(r"-[0-9a-f]{6}(?=(?:-[a-z]+)?$)")
+
+
 def new_output_path(stem: str = "clip", ext: str = ".mp4", root: Path | None = None) -> Path:
     """A fresh, unique output path in `root` (default `outputs_dir()`; a folder path when ext is '/')."""
     root = outputs_dir() if root is None else root
+    if _STAMP.match(stem):   # named after an earlier output (a re-run): one timestamp and id, not two
+        stem = _UID.sub("", _STAMP.sub("", stem), count=1)
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40].strip("-") or "clip"
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:6]}"
     if ext == "/":

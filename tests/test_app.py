@@ -13,7 +13,7 @@ from studio.jobs import JobStore
 from studio.ui.common import shutdown_queues
 
 ROOT = Path(__file__).resolve().parent.parent
-GEN = str(ROOT / "pages" / "1_Generate.py")
+GEN = str(ROOT / "app_pages" / "1_Generate.py")
 
 
 @pytest.fixture(autouse=True)
@@ -156,7 +156,7 @@ def test_gallery_lists_filters_and_deletes(photo):
     from studio.request import GenerationRequest
     res = generate(GenerationRequest(image=str(photo), prompt="pan right, clouds drifting", frames=4,
                                      width=64, height=64))
-    at = _page(str(ROOT / "pages" / "3_Gallery.py"))
+    at = _page(str(ROOT / "app_pages" / "3_Gallery.py"))
     assert not at.exception
     assert "1 of 1 outputs" in [c.value for c in at.caption]
     assert len(at.get("image")) >= 1                      # the thumbnail
@@ -173,7 +173,7 @@ def test_gallery_lists_filters_and_deletes(photo):
 
 
 def test_models_page_shows_status_and_commands():
-    at = _page(str(ROOT / "pages" / "4_Models.py"))
+    at = _page(str(ROOT / "app_pages" / "4_Models.py"))
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "`camera`" in text and "✅" in text
@@ -188,7 +188,7 @@ def test_lora_upload_refuses_pickles_and_incompatible_files(tmp_path, monkeypatc
     import torch
     from safetensors.torch import save
     monkeypatch.setenv("STUDIO_LORAS_DIR", str(tmp_path / "loras"))
-    at = _page(str(ROOT / "pages" / "4_Models.py"))
+    at = _page(str(ROOT / "app_pages" / "4_Models.py"))
     assert at.file_uploader(key="lora_upload").allowed_type == [".safetensors"]   # no pickles
     not_a_lora = save({"conv.weight": torch.zeros(4, 4)})
     at.file_uploader(key="lora_upload").set_value(("odd.safetensors", not_a_lora, "application/octet-stream"))

@@ -241,7 +241,8 @@ def _top_level_imports(paths: list[Path]) -> set[str]:
 
 def test_moviepy_is_neither_imported_nor_declared() -> None:
     # The encode drives imageio-ffmpeg's ffmpeg directly (README); MoviePy was declared and unused.
-    code = [f for d in ("studio", "postfx", "pages", "bench", "scripts") for f in (ROOT / d).rglob("*.py")]
+    code = [f for d in ("studio", "postfx", "app_pages", "bench", "scripts")
+            for f in (ROOT / d).rglob("*.py")]
     code.append(ROOT / "app.py")
     imported = _top_level_imports(code)
     assert {"numpy", "cv2", "imageio_ffmpeg", "studio", "postfx"} <= imported  # the walk sees imports

@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 from studio.ui.common import shutdown_queues
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = str(ROOT / "pages" / "4_Models.py")
-GEN = str(ROOT / "pages" / "1_Generate.py")
+MODELS = str(ROOT / "app_pages" / "4_Models.py")
+GEN = str(ROOT / "app_pages" / "1_Generate.py")
 
 
 @pytest.fixture(autouse=True)

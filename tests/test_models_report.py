@@ -92,7 +92,7 @@ def test_models_page_shows_components_and_hf_commands(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "m"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Models.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "4_Models.py"), default_timeout=60).run()
     assert not at.exception
     codes = [c.value for c in at.code]
     texts = codes + [m.value for m in at.markdown] + [c.value for c in at.caption]

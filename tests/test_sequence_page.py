@@ -14,7 +14,7 @@ from studio.clip import Clip
 from studio.outputs import outputs_dir, write_manifest
 from studio.ui.common import shutdown_queues
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Sequence.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "2_Sequence.py")
 
 
 @pytest.fixture(autouse=True)

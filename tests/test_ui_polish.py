@@ -13,7 +13,7 @@ from studio.clip import Clip
 from studio.outputs import list_outputs, outputs_dir, write_manifest
 from studio.ui.common import shutdown_queues
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
+PAGES = Path(__file__).resolve().parent.parent / "app_pages"
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +88,7 @@ def test_open_in_sequence_loads_the_spec_back(tmp_path):
     out = _sequence_export(tmp_path)
     # from the app's entry point, as a user navigates (switch_page paths are relative to it)
     at = AppTest.from_file(str(PAGES.parent / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/3_Gallery.py").run()
+    at.switch_page("app_pages/3_Gallery.py").run()
     at.button(key=f"open_{out.name}").click().run()
     at.button(key="gal_open_seq").click().run()
     assert not at.exception, at.exception

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio.ui.common import shutdown_queues
 
-GEN = str(Path(__file__).resolve().parent.parent / "pages" / "1_Generate.py")
+GEN = str(Path(__file__).resolve().parent.parent / "app_pages" / "1_Generate.py")
 SR = 44_100
 
 

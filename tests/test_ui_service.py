@@ -86,8 +86,8 @@ def test_upscaler_help_names_every_model():
 
 
 def test_pages_reach_the_core_only_through_the_service_layer():
-    """pages/ and studio/ui/ (LoRA page aside) import no postfx module and not the weights registry."""
-    files = [*ROOT.glob("pages/*.py"), ROOT / "app.py",
+    """app_pages/ and studio/ui/ (LoRA page aside) import no postfx module and not the weights registry."""
+    files = [*ROOT.glob("app_pages/*.py"), ROOT / "app.py",
              *(p for p in (ROOT / "studio" / "ui").glob("*.py") if p.name not in ("service.py", "loras.py"))]
     bad = []
     for f in files:

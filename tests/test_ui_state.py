@@ -14,7 +14,7 @@ from studio.jobs import JobStore
 from studio.ui.common import shutdown_queues
 
 ROOT = Path(__file__).resolve().parent.parent
-GEN = str(ROOT / "pages" / "1_Generate.py")
+GEN = str(ROOT / "app_pages" / "1_Generate.py")
 
 
 @pytest.fixture(autouse=True)

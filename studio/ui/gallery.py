@@ -133,7 +133,7 @@ def _sequence_detail(sel: Any) -> None:
         st.json(m, expanded=False)
     if st.button("🎞️ Open in Sequence", key="gal_open_seq", disabled=not m.get("spec")):
         st.session_state["_seq_load"] = {"spec": m["spec"], "base_dir": m.get("base_dir")}
-        st.switch_page("pages/2_Sequence.py")
+        st.switch_page("app_pages/2_Sequence.py")
 
 
 def render() -> None:
@@ -183,4 +183,4 @@ def _opened(sel: Any) -> None:
         show_result(sel.path, sel.manifest_path, key=f"gal_{sel.path.name}", actions=False)
         if st.button("♻ Reuse these settings on the Generate page", key="gal_reuse"):
             st.session_state["_reuse"] = (sel.manifest or {}).get("request") or {}
-            st.switch_page("pages/1_Generate.py")
+            st.switch_page("app_pages/1_Generate.py")

@@ -1,4 +1,4 @@
-"""Assembles the Generate page from its sections; `render()` is all pages/1_Generate.py calls."""
+"""Assembles the Generate page from its sections; `render()` is all app_pages/1_Generate.py calls."""
 
 from __future__ import annotations
 

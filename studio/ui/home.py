@@ -11,10 +11,10 @@ from .views import queue_table
 
 HOME = ("Home", "🏠")
 # (script, sidebar label, icon, URL path): the studio's pages, in sidebar order (app.py's navigation)
-PAGES = (("pages/1_Generate.py", "Generate", "🎬", "Generate"),
-         ("pages/2_Sequence.py", "Sequence", "🎞️", "Sequence"),
-         ("pages/3_Gallery.py", "Gallery", "🖼️", "Gallery"),
-         ("pages/4_Models.py", "Models & LoRAs", "🧩", "Models"))
+PAGES = (("app_pages/1_Generate.py", "Generate", "🎬", "Generate"),
+         ("app_pages/2_Sequence.py", "Sequence", "🎞️", "Sequence"),
+         ("app_pages/3_Gallery.py", "Gallery", "🖼️", "Gallery"),
+         ("app_pages/4_Models.py", "Models & LoRAs", "🧩", "Models"))
 COUNT_LIMIT = 100_000
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
 from .loras import library_block
-from .service import weight_rows
+from .service import engine_inventory, human_bytes, weight_rows
 
 
 def _short(sha: str | None) -> str:
@@ -15,18 +15,11 @@ def _short(sha: str | None) -> str:
 
 def _inventory(engine_id: str):
     """The engine's per-component inventory (None for engines without one or a diffusers folder)."""
-    from ..engines import get_engine
-    try:
-        eng = get_engine(engine_id)
-        inv = eng.inventory() if hasattr(eng, "inventory") else None
-    except Exception:  # noqa: BLE001 - an engine whose deps fail to import shows its status line only
-        return None
-    return inv if inv is not None and inv.folder is None and inv.parts else None
+    return engine_inventory(engine_id)
 
 
 def parts_block(inv) -> None:
     """Per component: the file found, its format and size, or that it is missing; then commands."""
-    from ..engines.loading import human_bytes
     rows = [{"component": n, "found": "✅" if p.present else "⛔", "format": p.format,
              "size": human_bytes(p.size_bytes) if p.present else "—",
              "file": str(p.path) if p.path else p.detail}

@@ -1,4 +1,4 @@
-"""A finished output: player beside its actions (reuse, continue, downloads, re-run), then the manifest."""
+"""A finished output: player beside its actions (reuse, continue, downloads), then re-run and manifest."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def downloads(out: Path, manifest_path: Path, key: str, columns: int = 2) -> Non
 
 
 def _prepare_button(col: Any, out: Path, key: str) -> None:
-    if col.button("Prepare GIF + frames", key=f"mk_{key}", width="stretch"):
+    if col.button("Make GIF + zip", key=f"mk_{key}", width="stretch",
+                  help="Write a GIF and a zip of PNG frames of this output, to download."):
         with st.spinner("Writing GIF and frames…"):
             try:
                 make_extras(out)
@@ -88,7 +89,7 @@ def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = Tru
     """The whole result block for one output: player on the left, caption and buttons on the right."""
     manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     final = manifest.get("output") or {}
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
         show_media(out)
     with right:
@@ -98,8 +99,8 @@ def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = Tru
         if actions and manifest:
             _actions(out, manifest_path, manifest, key)
         downloads(out, manifest_path, key)
-        if actions and manifest:
-            _rerun_section(manifest, manifest_path, key)
+    if actions and manifest:
+        _rerun_section(manifest, manifest_path, key)
     if manifest:
         with st.expander("Manifest"):
             st.json(manifest, expanded=False)

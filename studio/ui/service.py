@@ -1,4 +1,4 @@
-"""The one door from the pages (pages/, studio/ui/) into the core.
+"""The one door from the pages (app_pages/, studio/ui/) into the core.
 
 The pages call these functions instead of reaching into `postfx/` (decoders, encoders), the
 weights registry, the engine registry or the sequence renderer themselves.  Nothing here imports
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRow", "accept_audio",
            "accept_image", "accept_video", "anchor_keys", "build_request", "check_request", "delete_output",
-           "engine", "engine_ids", "engines_info", "extension_for", "extra_paths", "ledger_for",
+           "engine", "engine_ids", "engine_inventory", "engines_info", "extension_for", "extra_paths",
+           "human_bytes", "ledger_for",
            "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
            "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "save_last_frame",
            "sequence_options", "storyboard", "submit_sequence", "thumbnail", "upscaler_notes", "uploads_dir",
@@ -93,6 +94,22 @@ def anchor_keys() -> list[str]:
     return keys
 
 
+def engine_inventory(engine_id: str) -> Any:
+    """An engine's per-component inventory (None for engines without one, or a diffusers folder)."""
+    try:
+        eng = engine(engine_id)
+        inv = eng.inventory() if hasattr(eng, "inventory") else None
+    except Exception:  # noqa: BLE001 - an engine whose deps fail to import shows its status line only
+        return None
+    return inv if inv is not None and inv.folder is None and inv.parts else None
+
+
+def human_bytes(n: int | None) -> str:
+    """A byte count as the engines' reports write it."""
+    from ..engines.loading import human_bytes as hb
+    return hb(n)
+
+
 @dataclass
 class WeightRow:
     """One post-processing weight file: id, group, presence, size, hash, source and fetch command."""
@@ -143,7 +160,7 @@ def repo_path(rel: str) -> Path:
 
 
 def repo_file(rel: str) -> bool:
-    """True when `rel` (e.g. 'pages/1_Generate.py') exists in the repository."""
+    """True when `rel` (e.g. 'app_pages/1_Generate.py') exists in the repository."""
     return repo_path(rel).is_file()
 
 
