@@ -105,3 +105,14 @@ def test_pages_reach_the_core_only_through_the_service_layer():
                                  "sequence", "studio.sequence", "engines", "studio.engines")):
                     bad.append(f"{f.relative_to(ROOT)}: {target}")
     assert not bad, bad
+
+
+def test_a_rerun_is_named_with_one_timestamp(photo):
+    import re
+
+    from studio.pipeline import generate, rerun
+    from studio.request import GenerationRequest
+    first = generate(GenerationRequest(image=str(photo), prompt="zoom in", frames=3, width=32, height=32))
+    again = rerun(first.manifest_path, {"interpolate": 2})
+    assert len(re.findall(r"\d{8}-\d{6}", again.output.name)) == 1, again.output.name
+    assert re.fullmatch(r"\d{8}-\d{6}-zoom-in-rerun-[0-9a-f]{6}\.mp4", again.output.name), again.output.name
