@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "ltx-video": "studio.engines.ltx:LTXVideoEngine",
     "wan-i2v": "studio.engines.wan:WanI2VEngine",
     "wan2.2-ti2v": "studio.engines.wan:Wan22TI2VEngine",
+    "wan2.2-i2v-a14b": "studio.engines.wan:Wan22I2VA14BEngine",
 }
 
 _INSTANCES: dict[str, Engine] = {}

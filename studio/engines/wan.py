@@ -28,6 +28,17 @@ def _ensure_ftfy() -> None:
     mod.ftfy = SimpleNamespace(fix_text=lambda text: text)
 
 
+FEW_STEP_STEPS, FEW_STEP_SHIFT = 4, 5.0
+FEW_STEP = Param("few_step", bool, False, "Fast preset (changes the output): 4 steps, CFG 1 and flow shift 5 "
+                 "for a step-distill LoRA you provide (lightx2v-style); needs that LoRA in the request.",
+                 advanced=True)
+
+
+def _shift_kw(sched: Any, shift: float) -> dict[str, Any]:
+    """The scheduler config key that holds the flow shift (UniPC: flow_shift; Euler: shift)."""
+    return {"flow_shift": shift} if "flow_shift" in sched.config else {"shift": shift}
+
+
 class WanI2VEngine(DiffusionEngine):
     """Wan 2.1 image-to-video 14B (480P); LoRAs through the pipeline's loader."""
 
@@ -67,6 +78,38 @@ class WanI2VEngine(DiffusionEngine):
         std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1)
         return (z.cpu() - mean) / std
 
+    extra_params: ClassVar[dict[str, Param]] = {"few_step": FEW_STEP}
+
+    def check_request(self, req: GenerationRequest) -> None:
+        """The few-step preset needs the user's step-distill LoRA (lightx2v-style) in the request."""
+        super().check_request(req)
+        if req.extra.get("few_step") and not req.loras:
+            raise ValueError("few_step=True needs a step-distill LoRA (e.g. a lightx2v 4-step LoRA) "
+                             "in loras; none was given")
+
+    def fast_notes(self, req: GenerationRequest) -> list[str]:
+        """The few-step preset changes the output (and what it sets)."""
+        notes = super().fast_notes(req)
+        if req.extra.get("few_step"):
+            notes.append(f"fast preset few_step: {FEW_STEP_STEPS} steps, CFG 1, shift {FEW_STEP_SHIFT} "
+                         f"with the distill LoRA {', '.join(lr.name for lr in req.loras)}; this changes the "
+                         f"output (the request's steps {req.steps} and guidance {req.guidance} are replaced)")
+        return notes
+
+    def run(self, pipe: Any, image: Any, req: GenerationRequest, ctx: Any) -> Any:
+        """With `few_step`, the run uses 4 steps, CFG 1 and the preset's flow shift."""
+        if not req.extra.get("few_step"):
+            return super().run(pipe, image, req, ctx)
+        import copy
+        fast = copy.copy(req)
+        fast.steps, fast.guidance = FEW_STEP_STEPS, 1.0
+        orig = pipe.scheduler
+        pipe.scheduler = type(orig).from_config(orig.config, **_shift_kw(orig, FEW_STEP_SHIFT))
+        try:
+            return super().run(pipe, image, fast, ctx)
+        finally:
+            pipe.scheduler = orig
+
     def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
         """Wan arguments."""
         _ensure_ftfy()
@@ -95,3 +138,26 @@ class Wan22TI2VEngine(WanI2VEngine):
     def load_kwargs(self) -> dict[str, Any]:
         """The 5B folder is a WanPipeline layout: no image encoder, expanded timesteps."""
         return {"image_encoder": None, "image_processor": None, "expand_timesteps": True}
+
+
+class Wan22I2VA14BEngine(WanI2VEngine):
+    """Wan 2.2 I2V A14B: two 14B experts, the high-noise one above `boundary_ratio` of the
+    schedule and the low-noise one below (diffusers' `transformer` / `transformer_2`)."""
+
+    id = "wan2.2-i2v-a14b"
+    family = "wan2.2-i2v-a14b"
+    label = "Wan 2.2 I2V A14B"
+    description = "Two-expert 14B image-to-video (high/low noise); 480P/720P. Frames 4k+1."
+    repo = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
+    engine_dir = "wan2.2-i2v-a14b"
+    single_files = ""
+    experts: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
+    """The denoisers a LoRA pair goes into (high-noise, low-noise): the hook for the LoRA loader."""
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """No CLIP image encoder; the boundary ratio comes from the model_index."""
+        return {"image_encoder": None, "image_processor": None}
+
+    def expert_modules(self, pipe: Any) -> dict[str, Any]:
+        """{'high_noise': transformer, 'low_noise': transformer_2} of a loaded pipeline."""
+        return {"high_noise": pipe.transformer, "low_noise": pipe.transformer_2}
