@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -305,8 +306,10 @@ class InterpolateUpscaled:
         pairs, cuts, static = interp.classify(src, pos)
         skip = set(cuts) | set(static)
         jobs = [(i, t) for i, t in pos if t > 0 and i not in skip]
+        t0 = time.perf_counter()
         high_clip = up.apply(clip, ctx)
         high = high_clip.frames
+        t_up = time.perf_counter() - t0
         n = len(pairs)
         done = [n - len({i for i, _ in jobs})]
         left = {i: sum(1 for j, _ in jobs if j == i) for i, _ in jobs}
@@ -320,14 +323,17 @@ class InterpolateUpscaled:
 
         from .carry import carry_run
         h, w = src.shape[1:3]
+        t0 = time.perf_counter()
         made = dict(zip(jobs, carry_run(interp._rife(ctx, w, h), src, high, jobs, on_job), strict=True))
+        t_carry = time.perf_counter() - t0
         out = assemble(high, pos, cuts, static, made)
         plan = interp.plan(clip.spec)
         meta = dict(high_clip.meta)
         meta["interpolate"] = {"method": "rife-4.25 (flow carried to the upscaled size)",
                                "label": st.describe(), "scene_cuts": cuts, "static_pairs": static,
                                "interpolated_frames": len(jobs), "source_frames": len(src),
-                               "upscaled_frames": len(src), "frames": len(pos), "fps": plan.fps}
+                               "upscaled_frames": len(src), "frames": len(pos), "fps": plan.fps,
+                               "seconds": {"upscale": round(t_up, 3), "carry": round(t_carry, 3)}}
         return Clip(frames=out, fps=plan.fps, meta=meta)
 
 

@@ -38,8 +38,8 @@ _RATE = {("compact", "torch-cpu"): 1.35e5, ("rrdb", "torch-cpu"): 3.0e3, ("rrdb6
 _KIND = {"animevideov3": "compact", "x4plus": "rrdb", "x4plus-anime": "rrdb6"}
 # what `model="auto"` picks and why (bench/results/upscale_look_cpu.json measures the look)
 AUTO_GPU, AUTO_CPU = "x4plus", "animevideov3"
-AUTO_CPU_WHY = ("auto on CPU: anime-tuned, smooths fine photo texture; "
-                "x4plus keeps it at ~40× the time")
+AUTO_CPU_WHY = ("auto on CPU: an anime model, sharp edges but flattened fine photo texture (0.93× "
+                "Lanczos's vs x4plus 1.37× on the test photos); x4plus costs ~20× its CPU time")
 
 
 def _is_cuda(device: str | None) -> bool:
@@ -195,7 +195,10 @@ class Upscale:
             if found is None:
                 log.warning("upscale: no Vulkan GPU found; ncnn runs on the CPU")
             gpu = found[0] if found else None
-        up.forward = NcnnForward(up.loaded.net.state_dict(), up.loaded.info, gpu=gpu)
+        state, info = up.loaded.net.state_dict(), up.loaded.info
+        up.forward = NcnnForward(state, info, gpu=gpu)
+        if info.scale % 2 == 0:   # ×2 from the ×4 net: the area downscale runs inside ncnn
+            up.forward_x2 = NcnnForward(state, info, gpu=gpu, pool2=True)
         return up
 
 

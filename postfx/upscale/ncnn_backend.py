@@ -5,9 +5,10 @@
 progress and cancel are the same code on every backend.  The graph is written from the same
 state dict the torch path loads (`ncnn_export`), so official `.pth` files work here too.
 
-On the CPU the runtime keeps activations in bfloat16 where the CPU has AVX512-BF16 (ncnn's
-`use_bf16_storage`; arithmetic stays float32): faster, at 53-56 dB PSNR against float32 storage
-on real photo crops (tests/test_upscale_ncnn.py bounds it; bench/results/e2e_cpu.json times it).
+On the CPU it runs float32 (x86 has no fp16 kernels).  `bf16=True` keeps activations in
+bfloat16 where the CPU has AVX512-BF16 (ncnn's `use_bf16_storage`): 53-56 dB PSNR against float32
+on real photo crops, up to a grey level off, and no faster in our CPU-time measurements on 2
+cores of an AMD EPYC, so it is off by default.
 """
 
 from __future__ import annotations
@@ -74,14 +75,16 @@ class NcnnForward:
     """Runs an exported Real-ESRGAN graph on ncnn, called like the torch network.
 
     `gpu` is a Vulkan device index (None = CPU); `threads` 0 = every core ncnn sees;
-    `bf16` None = on where the CPU has AVX512-BF16 (CPU only).
+    `bf16` True = bfloat16 storage where the CPU has AVX512-BF16 (CPU only); `pool2` ends the
+    graph with a 2×2 average pooling (`scale` is then half the network's).
     """
 
     def __init__(self, state: dict[str, torch.Tensor], info: ArchInfo, gpu: int | None = None,
-                 threads: int = 0, bf16: bool | None = None) -> None:
+                 threads: int = 0, bf16: bool = False, pool2: bool = False) -> None:
         import ncnn
         self.info, self.gpu = info, gpu
-        self.bf16 = bool(gpu is None and (cpu_has_bf16() if bf16 is None else bf16))
+        self.scale = info.scale // 2 if pool2 else info.scale
+        self.bf16 = bool(gpu is None and bf16 and cpu_has_bf16())
         net = ncnn.Net()
         opt = net.opt
         opt.num_threads = threads or ncnn.get_cpu_count()
@@ -91,7 +94,7 @@ class NcnnForward:
             opt.use_bf16_storage = self.bf16
         else:
             net.set_vulkan_device(gpu)
-        param, weights = export_ncnn(state, info)
+        param, weights = export_ncnn(state, info, pool2)
         with tempfile.TemporaryDirectory(prefix="ncnn-") as td:
             p, b = Path(td) / "net.param", Path(td) / "net.bin"
             p.write_text(param)
@@ -110,7 +113,7 @@ class NcnnForward:
         return "ncnn CPU" + (", bf16 storage" if self.bf16 else "")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """N×3×h×w float in [0, 1] (CPU) -> N×3×h·s×w·s float32."""
+        """N×3×h×w float in [0, 1] (CPU) -> N×3×h·s×w·s float32 (s = `scale`)."""
         import ncnn
         outs = []
         for img in x.detach().float().cpu():

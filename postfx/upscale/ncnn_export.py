@@ -121,13 +121,19 @@ def _rrdb(g: _Graph, state: dict[str, torch.Tensor], info: ArchInfo) -> str:
     return g.conv(g.conv(h, state, "conv_hr", act=True), state, "conv_last")
 
 
-def export_ncnn(state: dict[str, torch.Tensor], info: ArchInfo) -> tuple[str, bytes]:
-    """(.param text, .bin bytes) of the network in `state`; input blob 'data', output 'output'."""
+def export_ncnn(state: dict[str, torch.Tensor], info: ArchInfo, pool2: bool = False) -> tuple[str, bytes]:
+    """(.param text, .bin bytes) of the network in `state`; input blob 'data', output 'output'.
+
+    `pool2` appends a 2×2 average pooling: the ×4 net's output area-downscaled to ×2 inside ncnn
+    (exactly what the torch path does after the net, with a quarter of the output to copy out).
+    """
     g = _Graph()
     build = {"compact": _compact, "rrdb": _rrdb}.get(info.arch)
     if build is None:
         raise ValueError(f"no ncnn export for architecture {info.arch!r}")
     out = build(g, state, info)
+    if pool2:
+        out = g.add("Pooling", [out], "0=1 1=2 2=2 5=1")
     # name the ends as the shipped models do
     typ, name, bottoms, _tops, params = g.layers[0]
     g.layers[0] = (typ, name, bottoms, ["data"], params)

@@ -91,6 +91,8 @@ class Upscaler:
             raise ValueError(f"batch={batch!r} and pre_pad={pre_pad!r} must be >= 0")
         self.loaded = loaded
         self.forward: Callable[[torch.Tensor], torch.Tensor] = loaded.net
+        # optional: the ×4 net followed by the 2×2 area downscale, run as one (ncnn does this)
+        self.forward_x2: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.tile, self.batch, self.pre_pad = tile, batch, pre_pad
         self.scale = loaded.info.scale
         self.align = {4: 1, 2: 2, 1: 4}[self.scale] if loaded.info.arch == "rrdb" else 1
@@ -187,9 +189,10 @@ class Upscaler:
             if on_tile is not None:
                 def cb(j: int, n_tiles: int, i: int = i, k: int = k) -> None:
                     on_tile(i + k * j / n_tiles, t)
-            y, tile = self.upscale_tensor(x, tile, cb)
+            half = self.forward_x2 is not None and out_scale * 2 == self.scale
+            y, tile = self.upscale_tensor(x, tile, cb, half)
             y = y[:k]
-            if out_scale * 2 == self.scale:          # exact INTER_AREA for a factor of 2
+            if out_scale * 2 == self.scale and not half:   # exact INTER_AREA for a factor of 2
                 y = F.avg_pool2d(y, 2)
             q = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
             if pipe is not None:
@@ -217,20 +220,20 @@ class Upscaler:
 
     # -- tensors --------------------------------------------------------------------------
     @torch.inference_mode()
-    def upscale_tensor(self, x: torch.Tensor, tile: int,
-                       on_tile: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
+    def upscale_tensor(self, x: torch.Tensor, tile: int, on_tile: Callable[[int, int], None] | None = None,
+                       half: bool = False) -> tuple[torch.Tensor, int]:
         """N×3×H×W float in [0, 1] on the net's device -> (N×3×H·s×W·s, tile used).
 
-        `on_tile(k, total)` runs after each tile (see `tiling.tiled_forward`)."""
+        `on_tile(k, total)` runs after each tile (see `tiling.tiled_forward`); `half` runs
+        `forward_x2` (s is then half the net's scale)."""
         _, _, h, w = x.shape
         pad = min(self.pre_pad, h - 1, w - 1)
         mh, mw = (-(h + 2 * pad)) % self.align, (-(w + 2 * pad)) % self.align
         if pad or mh or mw:
             x = F.pad(x, (pad, pad + mw, pad, pad + mh), mode="reflect")
         x = x.contiguous(memory_format=torch.channels_last)
-        y, tile = forward_with_backoff(self.forward, x, self.scale, tile, self.overlap,
-                                       self.min_tile, self.align, on_tile)
-        s = self.scale
+        fn, s = (self.forward_x2, self.scale // 2) if half and self.forward_x2 else (self.forward, self.scale)
+        y, tile = forward_with_backoff(fn, x, s, tile, self.overlap, self.min_tile, self.align, on_tile)
         return y[:, :, pad * s:(pad + h) * s, pad * s:(pad + w) * s], tile
 
     @torch.inference_mode()
