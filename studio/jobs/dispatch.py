@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 WORKER_STALE_S = 30.0  # a worker row not refreshed for this long is gone
+IDLE_POLL_S = 0.5  # the longest an idle worker waits before looking for a queued job
 
 
 def previews_dir(store: JobStore) -> Path:
@@ -170,6 +171,7 @@ class Dispatcher:
     def run(self) -> None:
         """Loop until `stop_event` is set; store errors are logged and retried with back-off."""
         backoff = 0.0
+        idle = 0
         while not self.stop_event.is_set():
             try:
                 did = self.step()
@@ -179,8 +181,10 @@ class Dispatcher:
                 log.exception("dispatcher step failed; retrying in %.1fs", backoff)
                 self.stop_event.wait(backoff)
                 continue
-            if not did:
-                self.wake.wait(self.poll_s)
+            busy = any(s.busy for s in self.executor.slots())
+            idle = 0 if did or busy else idle + 1
+            if not did:   # an idle worker polls less and less often, up to IDLE_POLL_S
+                self.wake.wait(min(IDLE_POLL_S, self.poll_s * (1.5 ** min(idle, 20))))
                 self.wake.clear()
         self._shutdown()
 
