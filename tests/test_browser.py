@@ -128,7 +128,7 @@ def test_upload_generate_and_video_plays(server, driver):
                 return b
         return None
     button = _wait(gen_button, 30, "an enabled Generate button")
-    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]"), 20, "the ledger")
+    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=stTable]"), 20, "the ledger")
     driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     _shot(driver, "generate")
@@ -138,7 +138,8 @@ def test_upload_generate_and_video_plays(server, driver):
     _plays(driver)
     assert driver.execute_script("return arguments[0].videoWidth", _video(driver)) == 512
     assert len(set(out.glob("*.mp4")) - before) == 1
-    time.sleep(0.5)
+    driver.execute_script("window.scrollTo(0, 0)")      # the result sits at the top of the right column
+    time.sleep(1.5)
     _shot(driver, "generate-result")
 
 

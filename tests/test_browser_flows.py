@@ -39,11 +39,14 @@ def _ledger(driver) -> list[list[str]]:
 
 
 def _click_label(driver, text: str) -> None:
-    """Click the radio/toggle/checkbox whose visible label is `text`."""
-    el = _wait(lambda: driver.find_element(_by().XPATH, f"//label[.//p[normalize-space()='{text}']]"), 20,
-               f"the {text!r} control")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
-    el.click()
+    """Click the radio/toggle/checkbox whose visible label is `text` (find and click as one retried
+    step: a rerun can redraw it in between)."""
+    def go() -> bool:
+        el = driver.find_element(_by().XPATH, f"//label[.//p[normalize-space()='{text}']]")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+        el.click()
+        return True
+    _wait(go, 20, f"a click on the {text!r} control")
 
 
 def _slider_to(driver, label: str, value: int) -> None:

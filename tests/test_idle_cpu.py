@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import ARTIFACTS, ROOT, _free_port, _shot, _wait, driver
+from test_browser import ARTIFACTS, ROOT, _free_port, _wait, driver
 
 pytestmark = pytest.mark.browser
 __all__ = ["driver"]
@@ -85,7 +85,7 @@ def test_idle_server_uses_under_5_percent_of_a_core(driver, tmp_path):
              "page": "/Generate, open in headless Chromium"}, indent=2))
         assert proc.poll() is None, "the studio died"
         assert share < LIMIT, f"idle server used {share:.1%} of a core over {t1 - t0:.0f} s"
-        _shot(driver, "idle-generate")
+        driver.save_screenshot(str(ARTIFACTS / "idle-generate.png"))
     finally:
         proc.terminate()
         try:

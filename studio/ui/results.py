@@ -98,7 +98,7 @@ def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = Tru
                        f"{final.get('width')}×{final.get('height')} · {final.get('codec')}")
         if actions and manifest:
             _actions(out, manifest_path, manifest, key)
-        downloads(out, manifest_path, key)
+        downloads(out, manifest_path, key, columns=1)      # half a column: one button a row
     if actions and manifest:
         _rerun_section(manifest, manifest_path, key)
     if manifest:
