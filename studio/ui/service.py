@@ -136,6 +136,7 @@ def weight_rows() -> list[WeightRow]:
 
 
 UPSCALER_LOOKS = {
+    "auto": "x4plus on a CUDA GPU, animevideov3 on the CPU; the ledger says which runs and why",
     "animevideov3": "fast; trained on anime: flat areas, clean lines; smooths photo texture",
     "x4plus": "slow on CPU; trained on photos: keeps texture (wood grain, skin, foliage)",
     "x4plus-anime": "slow on CPU; anime stills: sharper lines than animevideov3",
