@@ -13,6 +13,13 @@ submitted).  Per job: the actor, wall seconds, the seconds its actor spent loadi
 actor's timed model cache: first job vs later jobs = residency), the stage timings.  Per actor: peak
 VRAM (torch max_memory_allocated / reserved).  `scaling` = jobs/hour on N GPUs / on 1 GPU (null where
 only one GPU is there).  Needs models/rife/flownet-4.25.safetensors (`python -m studio models fetch rife`).
+
+On the lent GPU machine (no network, no ray, no ffmpeg): carry models/rife and ray 2.60.0 for cp312
+(its wheel less jars/, dashboard/client/build and the data/train/tune/serve/rllib/llm libraries, native
+binaries stripped: 18 MB as .tar.xz) plus jsonschema, jsonschema-specifications, referencing and rpds-py
+wheels; unpack them into a folder on PYTHONPATH.  Measured there (bench/results/ray_gpus_h200.json):
+a job takes ~40 s, CPU-bound on PNG I/O, so 16 jobs on one GPU need ~11 min: run one `--counts` per
+call where a call is limited to 10 minutes.
 """
 
 from __future__ import annotations
@@ -101,10 +108,13 @@ def run_phase(n_gpus: int, fake: bool, src: Path, work: Path, jobs: int, ext: st
                     raise RuntimeError(f"job {j} wrote {frames} PNG frames, the ledger said {want_frames}")
                 job.result["png_frames"] = frames
                 shutil.rmtree(out) if out.is_dir() else out.unlink()   # keep the disk free
-                if partial is not None:   # what finished so far, should the run be cut short
-                    partial({"gpus": n_gpus, "done": [{"id": e.id, "actor": e.worker, "created": e.created,
-                                                       "finished": e.finished, "result": e.result}
-                                                      for e in ends.values()]})
+                if partial is not None:   # what finished so far (and VRAM), should the run be cut short
+                    vram = [{"actor": st["actor_id"], "gpu_ids": st["gpu_ids"],
+                             "peak_vram_allocated_bytes": st.get("peak_vram_allocated_bytes")}
+                            for st in ex.stats()]
+                    done_now = [{"id": e.id, "actor": e.worker, "created": e.created, "finished": e.finished,
+                                 "result": e.result} for e in ends.values()]
+                    partial({"gpus": n_gpus, "vram": vram, "done": done_now})
         time.sleep(0.05)
     stats = ex.stats()
     disp.stop()
@@ -145,6 +155,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--fps", type=float, default=24.0)
     ap.add_argument("--fake-gpus", type=int, default=0, help="a CPU dry run with this many fake GPUs")
+    ap.add_argument("--counts", default=None,
+                    help="GPU counts to run, e.g. '2,1' (default: all visible, then 1); one per call if a "
+                         "call's time limit is short")
     ap.add_argument("--format", choices=("auto", "mp4", "png"), default="auto")
     ap.add_argument("--device", default=None, help="device name for the JSON (default: the GPU's name)")
     ap.add_argument("--out", type=Path, required=True)
@@ -167,7 +180,9 @@ def main() -> int:
     device = args.device or ("CPU (fake Ray GPUs)" if fake else
                              f"{n_all}x {torch.cuda.get_device_name(0)} "
                              f"({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB)")
-    counts = [n_all] + ([1] if n_all > 1 else [])
+    counts = [int(c) for c in args.counts.split(",")] if args.counts else [n_all] + ([1] if n_all > 1 else [])
+    if any(c < 1 or c > n_all for c in counts):
+        raise SystemExit(f"--counts {args.counts!r}: each must be 1..{n_all} (the GPUs here)")
     doc: dict[str, Any] = {
         "benchmark": "Ray executor: post jobs (RIFE x2) through the Dispatcher, one actor per GPU",
         "device": device, "gpus_visible": n_all, "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -197,9 +212,10 @@ def main() -> int:
             args.out.write_text(json.dumps(doc, indent=2) + "\n")   # keep what ran, should a later phase fail
     by_n = {p["gpus"]: p["jobs_per_hour"] for p in phases}
     doc["jobs_per_hour"] = {str(k): v for k, v in by_n.items()}
-    doc["scaling"] = round(by_n[n_all] / by_n[1], 3) if n_all > 1 else None
-    if n_all == 1:
-        doc["not_run"] = "only one GPU was visible: no multi-GPU phase, so no scaling ratio"
+    top = max(by_n)
+    doc["scaling"] = round(by_n[top] / by_n[1], 3) if top > 1 and 1 in by_n else None
+    if doc["scaling"] is None:
+        doc["not_run"] = f"phases run: {sorted(by_n)} GPU(s); scaling needs a multi-GPU phase and a 1-GPU one"
     doc["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps({"device": device, "jobs_per_hour": doc["jobs_per_hour"], "scaling": doc["scaling"]}))
