@@ -30,10 +30,12 @@ MODELS = ("auto", "animevideov3", "x4plus", "x4plus-anime", "lanczos")
 BACKENDS = ("auto", "torch", "ncnn", "ncnn-vulkan")
 
 # input pixels per second.  CPU: 2 cores of an AMD EPYC (bench/results/e2e_cpu.json and
-# upscale_look_cpu.json); CUDA: an H100 (fp16); Vulkan: not measured here (a guess between the two).
+# upscale_look_cpu.json); CUDA: an H100 (fp16); Vulkan: compact measured on an H200 through Vulkan,
+# float32 (bench/results/upscale_vulkan.json: 0.092 s a 512² frame), RRDBNet scaled by its ~30× the
+# FLOPs; a laptop's integrated GPU will be several times slower.
 _RATE = {("compact", "torch-cpu"): 1.35e5, ("rrdb", "torch-cpu"): 3.0e3, ("rrdb6", "torch-cpu"): 8.0e3,
          ("compact", "ncnn"): 2.6e5, ("rrdb", "ncnn"): 6.0e3, ("rrdb6", "ncnn"): 1.6e4,
-         ("compact", "ncnn-vulkan"): 5.0e6, ("rrdb", "ncnn-vulkan"): 3.0e5, ("rrdb6", "ncnn-vulkan"): 1.0e6,
+         ("compact", "ncnn-vulkan"): 2.8e6, ("rrdb", "ncnn-vulkan"): 9.0e4, ("rrdb6", "ncnn-vulkan"): 3.5e5,
          ("compact", "cuda"): 1.5e8, ("rrdb", "cuda"): 1.0e7, ("rrdb6", "cuda"): 3.5e7}
 _KIND = {"animevideov3": "compact", "x4plus": "rrdb", "x4plus-anime": "rrdb6"}
 # what `model="auto"` picks and why (bench/results/upscale_look_cpu.json measures the look)
@@ -163,10 +165,14 @@ class Upscale:
                 ctx.step("upscale", min(round(done * per), n * per), n * per)
                 ctx.check_cancel()
 
-            out = up.run(frames, self.scale, on_tile=on_tile)
+            up.check = ctx.check_cancel
+            try:
+                out = up.run(frames, self.scale, on_tile=on_tile)
+            finally:
+                up.check = None
             if self.color_match:
                 from postfx.color import color_match
-                out = color_match(frames, out)
+                out = color_match(frames, out, on_frame=lambda i, n: ctx.step("color", i, n))
         ctx.log.info("upscale: %s -> %d×%d", self.describe(), out.shape[2], out.shape[1])
         meta = dict(clip.meta)
         meta["upscale"] = {"label": self.describe(), "backend": backend, "model": self.model}

@@ -76,11 +76,14 @@ class NcnnForward:
 
     `gpu` is a Vulkan device index (None = CPU); `threads` 0 = every core ncnn sees;
     `bf16` True = bfloat16 storage where the CPU has AVX512-BF16 (CPU only); `pool2` ends the
-    graph with a 2×2 average pooling (`scale` is then half the network's).
+    graph with a 2×2 average pooling (`scale` is then half the network's); `gpu_fp16` True runs
+    a Vulkan GPU in ncnn's default fp16 instead of float32 (on an H200: 50 dB against float32
+    torch, and 128 px tiles off the untiled result by up to 70 levels; float32: 94 dB and 1 level,
+    bench/results/upscale_vulkan.json).
     """
 
     def __init__(self, state: dict[str, torch.Tensor], info: ArchInfo, gpu: int | None = None,
-                 threads: int = 0, bf16: bool = False, pool2: bool = False) -> None:
+                 threads: int = 0, bf16: bool = False, pool2: bool = False, gpu_fp16: bool = False) -> None:
         import ncnn
         self.info, self.gpu = info, gpu
         self.scale = info.scale // 2 if pool2 else info.scale
@@ -94,6 +97,8 @@ class NcnnForward:
             opt.use_bf16_storage = self.bf16
         else:
             net.set_vulkan_device(gpu)
+            if not gpu_fp16:   # ncnn's GPU default (fp16) put tile seams up to 70 levels deep
+                opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
         param, weights = export_ncnn(state, info, pool2)
         with tempfile.TemporaryDirectory(prefix="ncnn-") as td:
             p, b = Path(td) / "net.param", Path(td) / "net.bin"
