@@ -18,13 +18,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..weights import WeightsError, models_dir
 from . import weightfiles as wf
 
-if TYPE_CHECKING:
-    from .diffusion import DiffusionEngine
+
+class DiffusionEngine(Protocol):
+    """What loading needs of an engine (`studio.engines.diffusion.DiffusionEngine` has it); a protocol,
+    so that loading does not import the engine module that imports it."""
+
+    id: str
+    repo: str
+    engine_dir: str
+    pipeline_class: str
+
+    def load_kwargs(self) -> dict[str, Any]: ...
 
 CONFIGS_ROOT = Path(__file__).resolve().parent.parent / "configs"
 COMFY_DIRS = {"transformer": ("diffusion_models", "unet"), "transformer_2": ("diffusion_models", "unet"),

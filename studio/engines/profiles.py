@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import memory
 
@@ -15,9 +15,20 @@ if TYPE_CHECKING:
     from ..clip import Clip
     from ..context import RunContext
     from ..request import GenerationRequest
-    from .diffusion import DiffusionEngine
 
 log = logging.getLogger(__name__)
+
+
+class DiffusionEngine(Protocol):
+    """What the profiles need of an engine (`studio.engines.diffusion.DiffusionEngine` has it); a
+    protocol, so that this module does not import the engine module that imports it."""
+
+    id: str
+    cfg_batched: bool
+
+    def load(self, device: str, opts: dict[str, Any]) -> Any: ...
+
+    def run(self, pipe: Any, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip: ...
 
 
 @lru_cache(maxsize=32)

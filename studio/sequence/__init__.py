@@ -17,7 +17,7 @@ _NAMES = {
     "TRANSITIONS": "spec",
     "plan_sequence": "plan", "SequencePlan": "plan",
     "render_sequence": "render", "render_file": "render", "preview_spec": "render",
-    "storyboard": "render", "register_sequence_job": "render", "run_sequence_job": "render",
+    "storyboard": "render", "run_sequence_job": "render",
     "continue_from_last_frame": "continuation", "color_drift": "continuation",
 }
 

@@ -204,10 +204,3 @@ def run_sequence_job(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]
         out += "/"
     written = render_sequence(spec, out, ctx)
     return {"output": str(written), "manifest": str(manifest_path_for(written))}
-
-
-def register_sequence_job() -> None:
-    """Register the "sequence" job kind with the job queue (idempotent; call before submitting)."""
-    from ..jobs import register_job_kind
-
-    register_job_kind("sequence", run_sequence_job)

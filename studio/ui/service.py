@@ -333,7 +333,5 @@ def quick_preview(d: dict[str, Any]) -> Path:
 def submit_sequence(queue: Any, d: dict[str, Any], base_dir: str | Path) -> Any:
     """Queue a 'sequence' export job of a spec dict; returns the job."""
     from ..outputs import new_output_path
-    from ..sequence.render import register_sequence_job
-    register_sequence_job()
     out = new_output_path("sequence", extension_for(d["output"].get("codec")))
     return queue.submit("sequence", {"spec": d, "base_dir": str(base_dir), "out": str(out)})
