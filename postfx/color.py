@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -23,11 +25,13 @@ def _check_frames(name: str, x: np.ndarray) -> np.ndarray:
     return x[None] if x.ndim == 3 else x
 
 
-def color_match(reference: np.ndarray, frames: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+def color_match(reference: np.ndarray, frames: np.ndarray, sigma: float = 3.0,
+                on_frame: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Correct `frames`' low frequencies to `reference`'s (blurred at the reference's scale).
 
     reference: uint8 T×h×w×3 (or one h×w×3 frame used for all); frames: uint8 T×H×W×3, any size.
-    Returns uint8 frames of the same shape as `frames`.
+    Returns uint8 frames of the same shape as `frames`.  `on_frame(done, total)` runs after each
+    frame (a stage reports progress and honours cancel there).
     """
     if not sigma > 0:
         raise ValueError(f"sigma={sigma!r} must be > 0")
@@ -47,6 +51,8 @@ def color_match(reference: np.ndarray, frames: np.ndarray, sigma: float = 3.0) -
         if (oh, ow) != (h, w):
             delta = cv2.resize(delta, (ow, oh), interpolation=cv2.INTER_LINEAR)
         result[i] = np.clip(frame.astype(np.float32) + delta + 0.5, 0, 255).astype(np.uint8)
+        if on_frame is not None:
+            on_frame(i + 1, len(out))
     return result if frames.ndim == 4 else result[0]
 
 

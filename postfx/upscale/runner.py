@@ -102,6 +102,7 @@ class Upscaler:
         # H100; RRDBNet takes ~70 s to compile for 1.6×, so only when asked)
         self.compile = compile
         self._compile_checked = False
+        self.check: Callable[[], None] | None = None   # raises to cancel (the stage sets ctx.check_cancel)
 
     def _maybe_compile(self) -> bool:
         """Swap `forward` for a torch.compile'd net once (CUDA only); True when compiled."""
@@ -233,6 +234,9 @@ class Upscaler:
             x = F.pad(x, (pad, pad + mw, pad, pad + mh), mode="reflect")
         x = x.contiguous(memory_format=torch.channels_last)
         fn, s = (self.forward_x2, self.scale // 2) if half and self.forward_x2 else (self.forward, self.scale)
+        if self.loaded.device.type != "cuda":   # a CPU tile takes seconds: cancel may land inside it
+            from ..cancel import interruptible
+            fn = interruptible(fn, self.check)
         y, tile = forward_with_backoff(fn, x, s, tile, self.overlap, self.min_tile, self.align, on_tile)
         return y[:, :, pad * s:(pad + h) * s, pad * s:(pad + w) * s], tile
 
