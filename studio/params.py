@@ -123,7 +123,7 @@ SPEC: dict[str, Param] = {p.name: p for p in [
        "Upscale model. x4plus: the photo model, keeps and adds fine texture (skin, crema, foliage: "
        "1.4× Lanczos's on the test photos) at ~20× animevideov3's cost, for a GPU. animevideov3: "
        "an anime/cartoon model that runs on a CPU; on photos it sharpens edges but paints texture "
-       "flat (0.93× Lanczos's). x4plus-anime: anime stills. auto: x4plus on a CUDA GPU, "
+       "flat (0.92× Lanczos's). x4plus-anime: anime stills. auto: x4plus on a CUDA GPU, "
        "animevideov3 on the CPU (the ledger says which and why).",
        choices=("auto", "animevideov3", "x4plus", "x4plus-anime", "lanczos"), group="post"),
     _p("color_match", bool, True, "Match upscaled colours to the base clip.", group="post", advanced=True),

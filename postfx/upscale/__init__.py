@@ -40,7 +40,7 @@ _RATE = {("compact", "torch-cpu"): 1.35e5, ("rrdb", "torch-cpu"): 3.0e3, ("rrdb6
 _KIND = {"animevideov3": "compact", "x4plus": "rrdb", "x4plus-anime": "rrdb6"}
 # what `model="auto"` picks and why (bench/results/upscale_look_cpu.json measures the look)
 AUTO_GPU, AUTO_CPU = "x4plus", "animevideov3"
-AUTO_CPU_WHY = ("auto on CPU: an anime model, sharp edges but flattened fine photo texture (0.93× "
+AUTO_CPU_WHY = ("auto on CPU: an anime model, sharp edges but flattened fine photo texture (0.92× "
                 "Lanczos's vs x4plus 1.37× on the test photos); x4plus costs ~20× its CPU time")
 
 
