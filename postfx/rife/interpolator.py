@@ -148,7 +148,11 @@ class RifeInterpolator:
             if not 0.0 < t < 1.0:
                 raise ValueError(f"timestep {t!r} is not inside (0, 1)")
         bsz = self.batch or default_batch(self.device.type, h, w)
-        io = (HostPipe(self.device, (bsz + 1, h, w, 3), (bsz, h, w, 3)) if self.device.type == "cuda"
+        # a batch uploads its pairs' frames: bsz + 1 when its pairs are consecutive, up to 2 * bsz
+        # where static pairs or scene cuts leave gaps between them
+        most = max(len({i for i, _ in jobs[s:s + bsz]} | {i + 1 for i, _ in jobs[s:s + bsz]})
+                   for s in range(0, len(jobs), bsz))
+        io = (HostPipe(self.device, (most, h, w, 3), (bsz, h, w, 3)) if self.device.type == "cuda"
               else _CpuIO(self.device))
         try:
             return self._run(frames, jobs, bsz, h, w, io, on_batch)
