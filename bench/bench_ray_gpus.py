@@ -31,7 +31,9 @@ The input is written once as H.264 (veryfast) straight from the camera engine (n
 clip: it is only the jobs' input); each job writes H.264 with `--preset` (ultrafast by default).  Each
 job still does all a post job does, including saving its lossless base clip (.base.npz, zlib) beside
 the output.  With PNG folders (the first run here, kept under `previous_partial_run`) a job took ~40 s,
-CPU-bound on PNG I/O.  `--deadline-s` ends a phase that runs long with what finished (status partial).
+CPU-bound on PNG I/O; with MP4 a later job takes 20-25 s on the H200, 15-20 s of it outside the stage
+timings (the input's decode and, mostly, the zlib base clip), so 16 jobs need ~6 min.
+`--deadline-s` ends a phase that runs long with what finished (status partial).
 """
 
 from __future__ import annotations
