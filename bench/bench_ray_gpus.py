@@ -22,9 +22,10 @@ and imageio-ffmpeg 0.6.0 (its manylinux2014 wheel's package with the bundled ffm
 re-packed as imageio_ffmpeg-0.6.0.tar.xz, 21 MB: 0.8.1's 68 MB wheel does not fit a call's 64 MiB).
 There, in the repository root:
 
-    S=/tmp/site; python3 -m pip install -q --no-index --no-deps --no-compile --target $S .raycarry/*.whl
+    S=/tmp/site; python3 -c "import zipfile, glob; [zipfile.ZipFile(w).extractall('$S')
+        for w in glob.glob('.raycarry/*.whl')]"
     tar xJf .raycarry/ray-trim.tar.xz -C $S; tar xJf .raycarry/imageio_ffmpeg-0.6.0.tar.xz -C $S
-    PYTHONPATH=$S python3 bench/bench_ray_gpus.py --counts 1 --deadline-s 370 \
+    PYTHONPATH=$S python3 bench/bench_ray_gpus.py --counts 1 --deadline-s 340 \
         --previous bench/results/ray_gpus_h200.json --out $OUT/ray_gpus_h200.json
 
 The input is written once as H.264 (veryfast) straight from the camera engine (no manifest or saved base
