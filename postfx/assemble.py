@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -237,6 +238,10 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
         cmd += ["-frames:v", str(t), str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=die_with_parent)
+        # a slow encoder blocks our writes (and its final flush takes seconds): a cancel kills it
+        stop = threading.Event()
+        watcher = threading.Thread(target=_kill_on_cancel, args=(proc, ctx, stop), daemon=True)
+        watcher.start()
         try:
             for i in range(t):
                 ctx.step("encode", i + 1, t)
@@ -244,13 +249,28 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
             proc.stdin.close()
             err = proc.stderr.read().decode(errors="replace")
             rc = proc.wait()
+            ctx.check_cancel()
+        except BrokenPipeError:
+            proc.kill()
+            proc.wait()
+            ctx.check_cancel()    # killed by a cancel: raise Cancelled, not a broken pipe
+            raise
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+        finally:
+            stop.set()
         if rc != 0:
             raise RuntimeError(f"ffmpeg failed encoding {out.name} ({codec}): {err.strip()[-500:]}")
     return out
+
+
+def _kill_on_cancel(proc: subprocess.Popen, ctx: RunContext, stop: threading.Event) -> None:
+    while not stop.is_set() and proc.poll() is None:
+        if ctx.cancel.wait(0.1):
+            proc.kill()
+            return
 
 
 def _write_png_folder(clip: Clip, out: Path, ctx: RunContext) -> Path:

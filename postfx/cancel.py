@@ -8,9 +8,11 @@ by raising, and the abandoned forward finishes on its own in the background (its
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import nullcontext
 from typing import Any
 
 POLL_S = 0.1
@@ -25,10 +27,16 @@ def interruptible(fn: Callable[..., Any], check: Callable[[], None] | None,
     def call(*args: Any, **kw: Any) -> Any:
         check()
         fut: Future = Future()
+        torch = sys.modules.get("torch")   # torch's inference/grad modes are per thread: carry them over
+        modes = ((torch.is_inference_mode_enabled(), torch.is_grad_enabled()) if torch is not None
+                 else (False, True))
 
         def work() -> None:
             try:
-                fut.set_result(fn(*args, **kw))
+                inference = torch.inference_mode() if modes[0] else nullcontext()
+                grad = torch.set_grad_enabled(modes[1]) if torch is not None else nullcontext()
+                with inference, grad:
+                    fut.set_result(fn(*args, **kw))
             except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
                 fut.set_exception(e)
 

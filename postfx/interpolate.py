@@ -207,7 +207,11 @@ class Interpolate:
                     ctx.check_cancel()   # between batches too: a ×16 pair is 15 frames of work
 
                 ctx.check_cancel()
-                made = dict(zip(jobs, engine.run(src, jobs, on_batch=on_batch), strict=True))
+                engine.check = ctx.check_cancel
+                try:
+                    made = dict(zip(jobs, engine.run(src, jobs, on_batch=on_batch), strict=True))
+                finally:
+                    engine.check = None
             else:
                 from .rife.flow_fallback import DisInterpolator
                 dis = DisInterpolator()

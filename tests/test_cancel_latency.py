@@ -72,7 +72,7 @@ def _gen(**kw):
 
 CASES = {
     "camera": _gen(frames=257, width=1536, height=1536, preset="veryslow"),
-    "denoise": _gen(engine="i2vgen-xl", frames=4, width=32, height=32, steps=200, guidance=1.0),
+    "denoise": _gen(engine="i2vgen-xl", frames=8, width=64, height=64, steps=200, guidance=1.0),
     "interpolate": _gen(frames=16, width=512, height=512, interpolate=16),
     "upscale": _gen(frames=24, width=512, height=512, upscale=4, upscaler="animevideov3", color_match=False),
     "color": _gen(frames=96, width=256, height=256, upscale=4, upscaler="animevideov3", color_match=True),

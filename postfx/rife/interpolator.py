@@ -67,6 +67,7 @@ class RifeInterpolator:
         self._forward: Callable = self.net
         self._features: Callable = self.net.features
         self.compiled = compile
+        self.check: Callable[[], None] | None = None   # raises to cancel (set by the Interpolate stage)
         if cuda:
             torch.backends.cudnn.benchmark = True
         self.fused = self._want_fused(fused, cuda)
@@ -164,6 +165,10 @@ class RifeInterpolator:
         """The batch loop of `run` (arguments checked there)."""
         feats: dict[int, torch.Tensor] = {}
         out: list = []  # arrays, or futures of arrays (CUDA copies finish on worker threads)
+        step = self._step
+        if self.device.type != "cuda":   # a CPU forward takes seconds at large sizes: cancel inside it
+            from ..cancel import interruptible
+            step = interruptible(self._step, self.check)
         pending = None
         # all timesteps go up once: a per-batch host->device copy would stall the queue
         ts = torch.tensor([t for _, t in jobs], dtype=self.dtype).to(self.device)
@@ -185,7 +190,7 @@ class RifeInterpolator:
             t = ts[start:start + len(chunk)]
             if len(run_chunk) > len(chunk):
                 t = torch.cat((t, t[-1:].expand(len(run_chunk) - len(chunk))))
-            handle = io.download(self._step(x0, x1, t, h, w)[:len(chunk)])
+            handle = io.download(step(x0, x1, t, h, w)[:len(chunk)])
             if pending is not None:
                 out.extend(io.finish(pending[0]))
                 if on_batch is not None:

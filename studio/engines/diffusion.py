@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -406,15 +407,26 @@ class DiffusionEngine(Engine):
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         # LoRAs loaded by a pipeline's own loader may reach its encoders: they key the cache too
         salt = tuple((lr.name, lr.strength) for lr in req.loras) if self.lora_mode == "pipeline" else None
-        with torch.random.fork_rng(devices=devices), torch.inference_mode(), \
-                cached_encoders(pipe, self.embed_methods, salt) as cache_stats, trunc as batch_sizes:
-            # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
-            torch.manual_seed(int(req.seed))
-            if self.uses_callbacks:
-                out = pipe(**kwargs, callback_on_step_end=rep.callback)
-            else:
+        lock = pipe.__dict__.setdefault("_studio_run_lock", threading.Lock())
+        stats: dict[str, Any] = {}
+
+        def call() -> Any:
+            # one run of a pipeline at a time: a cancelled run still finishing its step holds it
+            with lock, torch.random.fork_rng(devices=devices), torch.inference_mode(), \
+                    cached_encoders(pipe, self.embed_methods, salt) as cache_stats, trunc as batch_sizes:
+                stats.update(cache=cache_stats, batches=batch_sizes)
+                # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
+                torch.manual_seed(int(req.seed))
+                if self.uses_callbacks:
+                    return pipe(**kwargs, callback_on_step_end=rep.callback)
                 with rep.scheduler_hook(pipe):
-                    out = pipe(**kwargs)
+                    return pipe(**kwargs)
+
+        # a step can take seconds (Wan 14B: 6 s on an H200): the wait for it honours cancel at once,
+        # and the abandoned run stops itself at its next step boundary
+        from postfx.cancel import interruptible
+        out = interruptible(call, ctx.check_cancel)()
+        cache_stats, batch_sizes = stats["cache"], stats["batches"]
         ctx.check_cancel()
         frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)
         meta = {"engine": self.id, "seed": int(req.seed), "steps": rep.total, "loras": applied,
