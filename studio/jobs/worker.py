@@ -24,7 +24,8 @@ from .store import LOCAL_OWNER, Job, JobStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobQueue", "default_devices", "job_kinds", "register_job_kind", "worker_alive", "worker_token"]
+__all__ = ["JobQueue", "default_devices", "job_kinds", "pid_alive", "register_job_kind", "worker_alive",
+           "worker_token"]
 _LIVE_TOKENS: set[str] = set()
 
 
@@ -47,6 +48,11 @@ def worker_alive(worker: str | None) -> bool:
         return False
     if pid == os.getpid():
         return worker.split("/")[0] in _LIVE_TOKENS
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -23,19 +23,10 @@ log = logging.getLogger(__name__)
 _PID_IN_NAME = re.compile(r"(?:\.part-|\.old-|^studio-(?:enc|seq|zip)-)(\d+)-")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(outputs: Path | None = None, tmp: Path | None = None) -> list[Path]:
     """Remove temp outputs and temp folders whose writing process is dead; return what was removed."""
     from ..outputs import outputs_dir
+    from .worker import pid_alive
 
     roots = [outputs or outputs_dir()]
     removed: list[Path] = []
@@ -50,7 +41,7 @@ def sweep_stale(outputs: Path | None = None, tmp: Path | None = None) -> list[Pa
     for p in candidates:
         m = _PID_IN_NAME.search(p.name)
         if m is not None:
-            if int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            if int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
                 continue
         elif not p.name.startswith(".incoming-") or time.time() - p.stat().st_mtime < 3600:
             continue
