@@ -183,7 +183,7 @@ def cmd_sequence(ns: argparse.Namespace) -> int:
 
 def cmd_serve(ns: argparse.Namespace) -> int:
     """`serve`: the REST API over the same core and job queue."""
-    from .jobs.api import serve
+    from .jobs.server import serve
     serve(ns.host, ns.port, allowed_hosts=ns.allow_host, cors_origins=ns.cors_origin)
     return 0
 

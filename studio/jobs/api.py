@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from .metrics import Metrics
 from .store import STATUSES, Job, JobStore, QueueFull
 from .tokens import Token, TokenStore
 from .uploads import QuotaExceeded, UploadStore, clean_name, max_upload_mb
+from .views import public_job, redact, scrub
 from .worker import JobQueue
 
 log = logging.getLogger(__name__)
@@ -60,54 +60,6 @@ VALIDATE_AT_ONCE = 2   # uploads decoded at the same time (each may take a few G
 
 def _bad(status: int, msg: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=msg, headers=headers)
-
-
-_ABS_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)")
-_FFMPEG_NOISE = re.compile(r"^\s*(ffmpeg version|built with|configuration:|lib\w+\s+\d)", re.I)
-
-
-def scrub(text: str | None, limit: int = 600) -> str | None:
-    """An error text fit for a client: server paths cut to their last part, ffmpeg's banner dropped."""
-    if text is None:
-        return None
-    lines = [ln for ln in str(text).splitlines() if not _FFMPEG_NOISE.match(ln)]
-    out = _ABS_PATH.sub(lambda m: m.group(1), "\n".join(lines))
-    return out if len(out) <= limit else out[:limit] + "…"
-
-
-def redact(obj: Any) -> Any:
-    """A copy of a manifest or status record with every absolute path cut to its last part."""
-    if isinstance(obj, dict):
-        return {k: redact(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith("/"):
-        return Path(obj.rstrip("/")).name
-    return obj
-
-
-LIST_PAYLOAD_BYTES = 4096   # a listing shows payloads up to this size (GET /jobs/{id} shows any)
-
-
-def public_job(job: Job, brief: bool = False) -> dict[str, Any]:
-    """What a client sees of a job: no server paths, the output named by its id.
-
-    `brief` (listings) leaves out payloads over `LIST_PAYLOAD_BYTES`, so a page of 200 jobs stays small.
-    """
-    d: dict[str, Any] = {k: getattr(job, k) for k in ("id", "kind", "owner", "status", "stage", "i", "n",
-                                                        "message", "cancel_requested", "created", "started",
-                                                        "finished")}
-    d["progress"] = round(job.fraction, 4)
-    d["payload"] = job.payload if job.run_payload is not None else redact(job.payload)
-    if brief and len(json.dumps(d["payload"])) > LIST_PAYLOAD_BYTES:
-        d["payload"] = {"omitted": f"over {LIST_PAYLOAD_BYTES} bytes; GET /jobs/{job.id} shows it"}
-    d["error"] = scrub(job.error)
-    d["preview"] = f"/jobs/{job.id}/preview" if job.preview else None
-    d["result"] = None
-    if job.status == "done" and job.result.get("output"):
-        d["result"] = {"output_id": job.id, "name": Path(str(job.result["output"]).rstrip("/")).name,
-                       "seconds": job.result.get("seconds"), "timings": job.result.get("timings")}
-    return d
 
 
 @dataclass
@@ -454,48 +406,3 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
     app.build_middleware_stack = build  # type: ignore[method-assign]
     app.state.tokens, app.state.uploads, app.state.metrics = tokens, uploads, metrics
     return app
-
-
-def _is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
-def bootstrap_admin(tokens: TokenStore) -> tuple[str, Path] | None:
-    """With no token at all, create an admin token, write it to a mode-0600 file; return (token, file)."""
-    from ..outputs import outputs_dir
-    if tokens.any():
-        return None
-    token = tokens.create("admin", admin=True)
-    path = outputs_dir() / ".admin-token"
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token, path
-
-
-def serve(host: str = "127.0.0.1", port: int = 8000, allowed_hosts: list[str] | None = None,
-          cors_origins: list[str] | None = None) -> None:
-    """Run the REST API with uvicorn (blocks): tokens, host check, limits, logs under outputs/.logs."""
-    import sys
-
-    import uvicorn
-
-    from .logs import setup_file_logging
-    log_path = setup_file_logging("api.log")
-    queue = JobQueue(devices=[])      # the API only serves: worker processes run the jobs
-    made = bootstrap_admin(TokenStore(queue.store))
-    if made:
-        print(f"No API token existed, so an admin token was created (shown once):\n\n    {made[0]}\n\n"
-              f"It is also in {made[1]} (mode 0600). Make more with `python -m studio tokens create NAME`.",
-              file=sys.stderr)
-    hosts = set(LOOPBACK_HOSTS) | {host} | set(allowed_hosts or [])
-    if not _is_loopback(host):
-        print(f"WARNING: binding to {host}: the API (job submission, uploads, every owner's results "
-              "for admin tokens) is reachable from the network, guarded by tokens only. Put TLS in front "
-              "(a reverse proxy) and allow its Host names with --allow-host. Allowed hosts now: "
-              f"{', '.join(sorted(hosts))}", file=sys.stderr)
-    app = create_app(queue, ApiConfig(allowed_hosts=hosts, cors_origins=list(cors_origins or [])))
-    print(f"logs: {log_path}; jobs run in worker processes (`python -m studio worker`, or "
-          "`python -m studio stack api` for both)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
