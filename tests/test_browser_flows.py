@@ -94,9 +94,15 @@ def _clips(out: Path) -> set[Path]:
 
 def _generate_and_wait(driver, out: Path) -> Path:
     before = _clips(out)
-    gen = _wait(lambda: next((b for b in driver.find_elements(_by().TAG_NAME, "button")
-                              if "🎬" in b.text and "Generate" in b.text and b.is_enabled()), None), 30,
-                "an enabled Generate button")
+    t0 = time.monotonic()
+    try:
+        gen = _wait(lambda: next((b for b in driver.find_elements(_by().TAG_NAME, "button")
+                                  if "🎬" in b.text and "Generate" in b.text and b.is_enabled()), None), 90,
+                    "an enabled Generate button")
+    except AssertionError:
+        _shot(driver, "generate-button-timeout")     # what the page showed instead
+        raise
+    print(f"Generate button enabled after {time.monotonic() - t0:.1f} s")
     gen.click()
     new = _wait(lambda: sorted(_clips(out) - before), 240, "the new clip")
     _wait(lambda: Path(str(new[0]) + ".json").is_file(), 30, "its manifest")
