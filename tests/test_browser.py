@@ -101,8 +101,13 @@ def _shot(driver, name: str) -> Path:
     return path
 
 
+# Polling deadlines only (no test asserts a time with them): a page that redraws in under a second on a
+# quiet machine took over 20-30 s in some loaded full-suite runs, so every wait gets this much slack.
+WAIT_SLACK = 3.0
+
+
 def _wait(fn, timeout: float, what: str):
-    end = time.monotonic() + timeout
+    end = time.monotonic() + timeout * WAIT_SLACK
     last = None
     while time.monotonic() < end:
         try:
