@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .rife.interpolator import check_jobs
+
 Job = tuple[int, float]
 
 
@@ -50,11 +52,7 @@ def carry_run(interp, low: Sequence[np.ndarray], high: Sequence[np.ndarray], job
         raise ValueError(f"low has {len(low)} frames but high has {len(high)}")
     h, w = low[0].shape[:2]
     big_h, big_w = high[0].shape[:2]
-    for i, t in jobs:
-        if not 0 <= i < len(low) - 1:
-            raise ValueError(f"job pair index {i} is outside 0..{len(low) - 2}")
-        if not 0.0 < t < 1.0:
-            raise ValueError(f"timestep {t!r} is not inside (0, 1)")
+    check_jobs(jobs, len(low))
     dev, net = interp.device, interp.net
     feats: dict[int, torch.Tensor] = {}
     his: dict[int, torch.Tensor] = {}

@@ -22,6 +22,15 @@ Job = tuple[int, float]
 """(i, t): the frame at time t in (0, 1) between frames[i] and frames[i + 1]."""
 
 
+def check_jobs(jobs: Sequence[tuple[int, float]], n_frames: int) -> None:
+    """Each job (i, t) names a frame pair inside `n_frames` and a timestep strictly inside (0, 1)."""
+    for i, t in jobs:
+        if not 0 <= i < n_frames - 1:
+            raise ValueError(f"job pair index {i} is outside 0..{n_frames - 2}")
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"timestep {t!r} is not inside (0, 1)")
+
+
 def _check_frame(name: str, a: np.ndarray) -> None:
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"{name} must be a uint8 H×W×3 array, got shape={getattr(a, 'shape', None)} "
@@ -143,11 +152,7 @@ class RifeInterpolator:
         if not jobs:
             return []
         h, w = frames[0].shape[:2]
-        for i, t in jobs:
-            if not 0 <= i < len(frames) - 1:
-                raise ValueError(f"job pair index {i} is outside 0..{len(frames) - 2}")
-            if not 0.0 < t < 1.0:
-                raise ValueError(f"timestep {t!r} is not inside (0, 1)")
+        check_jobs(jobs, len(frames))
         bsz = self.batch or default_batch(self.device.type, h, w)
         # a batch uploads its pairs' frames: bsz + 1 when its pairs are consecutive, up to 2 * bsz
         # where static pairs or scene cuts leave gaps between them
