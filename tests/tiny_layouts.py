@@ -178,3 +178,80 @@ def save_gguf_q8(sd: dict[str, torch.Tensor], path: Path, arch: str = "wan") -> 
     w.write_tensors_to_file()
     w.close()
     return n
+
+
+# ---- LTX-Video 0.9 ------------------------------------------------------------------------------
+
+def tiny_ltx_for_layouts() -> Any:
+    """A tiny LTX-Video I2V shaped like 0.9.0 (the layout diffusers' converter expects): VAE channels
+    change after down blocks 0 and 1, the first three scale; transformer rows of 32 (GGUF blocks)."""
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXImageToVideoPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    torch.manual_seed(0)
+    chans, scale, layers = (8, 16, 32, 32), (True, True, True, False), (1, 1, 1, 1, 1)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=chans,
+        decoder_block_out_channels=chans, layers_per_block=layers, decoder_layers_per_block=layers,
+        spatio_temporal_scaling=scale, decoder_spatio_temporal_scaling=scale,
+        decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4, upsample_factor=(1,) * 4,
+        timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True,
+        decoder_causal=False)
+    with torch.no_grad():  # non-trivial latent statistics, so a lost mean/std would show
+        vae.latents_mean.copy_(torch.linspace(-0.2, 0.2, 8))
+        vae.latents_std.copy_(torch.linspace(0.8, 1.2, 8))
+    tr = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
+                                    num_attention_heads=2, attention_head_dim=16, cross_attention_dim=32,
+                                    num_layers=2, caption_channels=32)
+    pipe = LTXImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                   text_encoder=tm._t5(), tokenizer=tm.t5_tokenizer(), transformer=tr)
+    return pipe.to("cpu", torch.float32)
+
+
+_LTX_TR = [("proj_in", "patchify_proj"), ("time_embed", "adaln_single"), ("norm_q", "q_norm"),
+           ("norm_k", "k_norm")]
+# diffusers block -> LTX-Video 0.9.0 block index (the inverse of diffusers' VAE converter)
+_LTX_ENC = [("down_blocks.0.downsamplers.0", "1"), ("down_blocks.0.conv_out", "2"), ("down_blocks.0", "0"),
+            ("down_blocks.1.downsamplers.0", "4"), ("down_blocks.1.conv_out", "5"), ("down_blocks.1", "3"),
+            ("down_blocks.2.downsamplers.0", "7"), ("down_blocks.2", "6"), ("down_blocks.3", "8"),
+            ("mid_block", "9")]
+_LTX_DEC = [("mid_block", "0"), ("up_blocks.0", "1"), ("up_blocks.1.upsamplers.0", "2"), ("up_blocks.1", "3"),
+            ("up_blocks.2.conv_in", "4"), ("up_blocks.2.upsamplers.0", "5"), ("up_blocks.2", "6"),
+            ("up_blocks.3.conv_in", "7"), ("up_blocks.3.upsamplers.0", "8"), ("up_blocks.3", "9")]
+
+
+def ltx_transformer_to_original(sd: dict[str, torch.Tensor], prefix: str = "model.diffusion_model.") -> dict:
+    """LTXVideoTransformer3DModel keys -> the original LTX-Video checkpoint's (`patchify_proj`…)."""
+    out = {}
+    for k, v in sd.items():
+        n = k
+        for a, b in _LTX_TR:
+            n = n.replace(a, b)
+        out[prefix + n] = v
+    return out
+
+
+def ltx_vae_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """AutoencoderKLLTXVideo keys -> the LTX-Video 0.9.0 checkpoint's `vae.*` keys, with the
+    per-channel statistics the original file carries (diffusers drops `channel`, `mean-of-stds`)."""
+    out = {}
+    for k, v in sd.items():
+        if k in ("latents_mean", "latents_std"):
+            out["vae.per_channel_statistics." + ("mean-of-means" if k == "latents_mean" else "std-of-means")] = v
+            continue
+        side, rest = k.split(".", 1)
+        table, block = (_LTX_ENC, "down_blocks") if side == "encoder" else (_LTX_DEC, "up_blocks")
+        for a, idx in table:
+            if rest.startswith(a + "."):
+                rest = f"{block}.{idx}.{rest[len(a) + 1:]}"
+                break
+        rest = (rest.replace(".resnets.", ".res_blocks.").replace("conv_shortcut.conv.", "conv_shortcut.")
+                .replace(".norm3.", ".norm3.norm."))
+        out[f"vae.{side}.{rest}"] = v
+    n = sd["latents_mean"].numel()
+    out["vae.per_channel_statistics.channel"] = torch.arange(n, dtype=torch.float32)
+    out["vae.per_channel_statistics.mean-of-stds"] = torch.ones(n)
+    return out

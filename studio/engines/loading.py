@@ -36,8 +36,11 @@ class DiffusionEngine(Protocol):
     def load_kwargs(self) -> dict[str, Any]: ...
 
 CONFIGS_ROOT = Path(__file__).resolve().parent.parent / "configs"
-COMFY_DIRS = {"transformer": ("diffusion_models", "unet"), "transformer_2": ("diffusion_models", "unet"),
-              "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",), "vae": ("vae",)}
+# ComfyUI keeps whole LTX checkpoints (transformer + VAE in one file) in checkpoints/
+COMFY_DIRS = {"transformer": ("diffusion_models", "unet", "checkpoints"),
+              "transformer_2": ("diffusion_models", "unet"),
+              "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",),
+              "vae": ("vae", "checkpoints")}
 CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor"}
 _RANK = {"fp32": 0, "bf16": 0, "fp16": 0}
 

@@ -176,7 +176,11 @@ def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, An
     fn = converter(cls_name)
     if kind_layout == "original" and fn is not None:
         if cls_name == "AutoencoderKLLTXVideo":
-            sd = {("vae." + k if not k.startswith("vae.") else k): v for k, v in sd.items()}
+            # a whole LTX checkpoint carries the transformer too: only its `vae.*` keys are the VAE
+            if any(k.startswith("vae.") for k in sd):
+                sd = {k: v for k, v in sd.items() if k.startswith("vae.")}
+            else:
+                sd = {"vae." + k: v for k, v in sd.items()}
         sd = fn(sd)
     elif cls_name == "AutoencoderKLLTXVideo":
         sd = {k.removeprefix("vae."): v for k, v in sd.items()}
