@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, request):
     if not (Path(CHROMIUM).is_file() and Path(DRIVER).is_file()):
         pytest.skip("Chromium/chromedriver are not installed and scripts/ensure_browser.sh could not "
                     "install them (needs apt and Debian's chromium, chromium-driver packages)")
@@ -50,7 +50,10 @@ def server(tmp_path_factory):
     env = dict(os.environ, STUDIO_OUTPUTS_DIR=str(out), STUDIO_JOBS_DB=str(out / "jobs.sqlite"))
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if os.environ.get("STUDIO_BROWSER_DEBUG"):
+        cmd += ["--logger.level", "debug"]
+    log = open(out / "streamlit.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + 30
@@ -62,7 +65,7 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
+                raise RuntimeError("streamlit did not start: " + (out / "streamlit.log").read_text()[-2000:])
             time.sleep(0.2)
         yield url, out
     finally:
@@ -71,6 +74,9 @@ def server(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copyfile(out / "streamlit.log", ARTIFACTS / f"streamlit-{request.module.__name__}.log")
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,26 @@ def _by():
 
 
 def _open_generate(driver, url: str) -> None:
+    """Open Generate and upload the photo, as a person does: until its preview is drawn.
+
+    In loaded runs the file sent to the page's first <input type=file> was sometimes lost (the
+    uploader was redrawn under it): the page then said "Pick an input image" for good, and a
+    later wait for the Generate button timed out.  So the upload is repeated until the preview
+    shows, at most three times, and each retry is printed.
+    """
     driver.get(url + "/Generate")
-    up = _wait(lambda: driver.find_element(_by().CSS_SELECTOR, "input[type=file]"), 30, "the uploader")
-    up.send_keys(str(PHOTO))
+    for attempt in range(3):
+        up = _wait(lambda: driver.find_element(_by().CSS_SELECTOR, "input[type=file]"), 30, "the uploader")
+        up.send_keys(str(PHOTO))
+        try:
+            _wait(lambda: driver.find_elements(_by().CSS_SELECTOR, "[data-testid=stImageCaption]"), 20,
+                  "the uploaded photo's preview")
+            break
+        except AssertionError:
+            print(f"upload {attempt + 1}: no preview; uploading again")
+            _shot(driver, f"upload-lost-{attempt + 1}")
+    else:
+        raise AssertionError("the photo's preview never appeared after 3 uploads")
     _wait(lambda: _ledger(driver), 30, "the ledger")
 
 
