@@ -1,7 +1,13 @@
 """LoRA library: `loras/<name>.safetensors` + `loras/<name>.json`, names, checks and stacking.
 
 Metadata JSON: {"family": "wan2.1-i2v-14b", "trigger_words": ["..."], "default_strength": 0.8,
-"preview": "name.png"}.  LoRAs are read with safetensors only (never unpickled).
+"preview": "name.png", "expert": "high_noise"}.  LoRAs are read with safetensors only (never unpickled).
+
+Wan 2.2 A14B has two denoisers (experts) and its LoRAs come as high-noise/low-noise pairs: each
+half of a pair is its own library entry, loaded into its expert only (`transformer` or
+`transformer_2`).  Which half it is comes from `"expert"` in the sidecar, else from the file name
+(`…high_noise…`/`…low_noise…`, or a last word `HIGH`/`LOW`); a LoRA that names no expert goes into
+both.  On an engine with one denoiser, a LoRA whose sidecar names an expert is refused.
 
 Names are `[A-Za-z0-9._-]+`, never starting with '.', and always resolve inside the library
 folder (a symlink out of it is refused); a sidecar's `preview` is used only when it resolves
@@ -75,6 +81,18 @@ class LoraInfo:
     default_strength: float = 1.0
     preview: Path | None = None
     problems: list[str] = field(default_factory=list)
+    expert: str | None = None          # "high_noise" | "low_noise" (Wan 2.2 A14B pairs); None: both
+    expert_source: str = ""            # "metadata" or "name" (how `expert` was found)
+
+
+EXPERTS = ("high_noise", "low_noise")
+_EXPERT_NAME = re.compile(r"(?:^|[^a-z])(high|low)[_.-]?noise(?:$|[^a-z])|[_.-](high|low)$", re.I)
+
+
+def expert_from_name(name: str) -> str | None:
+    """'high_noise'/'low_noise' when a LoRA's name says which Wan 2.2 A14B expert it is for."""
+    m = _EXPERT_NAME.search(name)
+    return None if m is None else f"{(m[1] or m[2]).lower()}_noise"
 
 
 def _inside(root: Path, rel: Any) -> Path | None:
@@ -106,6 +124,13 @@ def read_info(path: Path) -> LoraInfo:
         info.default_strength = float(meta.get("default_strength", 1.0))
     except (TypeError, ValueError):
         info.problems.append(f"default_strength={meta.get('default_strength')!r} is not a number; 1.0 used")
+    exp = meta.get("expert")
+    if exp in EXPERTS:
+        info.expert, info.expert_source = exp, "metadata"
+    elif exp not in (None, "both"):
+        info.problems.append(f"expert={exp!r} is not one of high_noise, low_noise, both; ignored")
+    if exp is None and expert_from_name(info.name):
+        info.expert, info.expert_source = expert_from_name(info.name), "name"
     prev = meta.get("preview")
     if prev:
         info.preview = _inside(path.parent, prev)
@@ -155,7 +180,7 @@ def load_state(path: Path) -> dict[str, Any]:
 def save_meta(name: str, updates: dict[str, Any]) -> Path:
     """Merge `updates` (family, trigger_words, default_strength) into `<name>.json`, atomically."""
     p = lora_path(name).with_suffix(".json")
-    allowed = {"family", "trigger_words", "default_strength"}
+    allowed = {"family", "trigger_words", "default_strength", "expert"}
     bad = sorted(set(updates) - allowed)
     if bad:
         raise LoraError(f"LoRA metadata has no field(s) {', '.join(bad)}")
@@ -164,6 +189,8 @@ def save_meta(name: str, updates: dict[str, Any]) -> Path:
     fam = updates.get("family")
     if fam is not None and (not isinstance(fam, str) or not NAME_RE.fullmatch(fam)):
         raise LoraError(f"family={fam!r} is not a family name")
+    if "expert" in updates and updates["expert"] not in (*EXPERTS, "both", None):
+        raise LoraError(f"expert={updates['expert']!r} is not one of high_noise, low_noise, both")
     data: dict[str, Any] = {}
     if p.is_file():
         try:
@@ -237,8 +264,14 @@ def validate_lora(path: Path | str, engine: Any, model: Any | None = None) -> Lo
     if info.family and not lf.family_fits(info.family, fam):
         return refuse(f"LoRA {info.name!r} is for family {info.family!r}, engine {engine.id!r} needs {fam!r}",
                       len(shapes))
+    experts = tuple(getattr(engine, "experts", ()) or ())
+    if info.expert_source == "metadata" and not experts:
+        return refuse(f"LoRA {info.name!r} is the {info.expert.replace('_', '-')} half of a Wan 2.2 A14B "
+                      f"pair (its metadata says expert={info.expert!r}); engine {engine.id!r} has one "
+                      f"denoiser", len(shapes))
     if getattr(engine, "lora_mode", "peft") == "pipeline":
-        targets = lf.module_shapes(model) if model is not None else _targets(engine)
+        slot = expert_slots(engine, info)[-1]   # the experts share a layout: one check covers both
+        targets = lf.module_shapes(model) if model is not None else _targets(engine, slot)
         if targets is not None:
             return _scan_report(info, engine, path, lf.scan(shapes, targets, _kind(engine)))
     guess, why = lf.guess_family(shapes)
@@ -267,10 +300,22 @@ def _kind(engine: Any) -> str:
     return "wan" if str(engine.family).startswith("wan") else "other"
 
 
-def _targets(engine: Any) -> dict[str, tuple[int, ...]] | None:
+def expert_slots(engine: Any, info: LoraInfo) -> list[str]:
+    """The pipeline attributes a LoRA goes into: the engine's denoiser, or for an engine with
+    experts (Wan 2.2 A14B: high-noise `transformer`, low-noise `transformer_2`) the one its
+    `expert` names, else both."""
+    experts = list(getattr(engine, "experts", ()) or ())
+    if not experts:
+        return [engine.denoiser]
+    if info.expert in EXPERTS and len(experts) == len(EXPERTS):
+        return [experts[EXPERTS.index(info.expert)]]
+    return experts
+
+
+def _targets(engine: Any, attr: str | None = None) -> dict[str, tuple[int, ...]] | None:
     fn = getattr(engine, "lora_targets", None)
     try:
-        return fn() if fn is not None else None
+        return (fn(attr) if attr else fn()) if fn is not None else None
     except Exception as e:  # noqa: BLE001 - no config: fall back to the layout check
         log.warning("%s: denoiser layers unknown (%s); LoRA keys are checked by layout only", engine.id, e)
         return None
@@ -332,17 +377,23 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def _load_pipeline_lora(pipe: Any, engine: Any, name: str, path: Path, model: Any) -> None:
-    """Convert any understood layout to peft keys, load it, and check every module took it."""
+def _load_pipeline_lora(pipe: Any, engine: Any, name: str, path: Path, slot: str) -> None:
+    """Convert any understood layout to peft keys, load it into `pipe.<slot>` (the denoiser, or
+    one expert), and check every module took it."""
     from safetensors import safe_open
+    model = getattr(pipe, slot)
     rep = validate_lora(path, engine, model)
     if not rep.ok:
         raise LoraError(rep.message)
     sc = lf.scan(lf.read_shapes(path), lf.module_shapes(model), _kind(engine))
+    second = slot == "transformer_2"   # diffusers loads `transformer.*` keys into the second expert
     with safe_open(str(path), framework="pt") as f:
-        sd = lf.to_peft(sc, f.get_tensor, prefix=engine.denoiser)
+        sd = lf.to_peft(sc, f.get_tensor, prefix="transformer" if second else engine.denoiser)
     adapter = _adapter(name)
-    pipe.load_lora_weights(sd, adapter_name=adapter)
+    if second:
+        pipe.load_lora_weights(sd, adapter_name=adapter, load_into_transformer_2=True)
+    else:
+        pipe.load_lora_weights(sd, adapter_name=adapter)
     took = {n for n, m in model.named_modules() if adapter in getattr(m, "lora_A", {})}
     missing = sorted(set(sc.modules) - took)
     if missing:
@@ -354,18 +405,20 @@ def _load_pipeline_lora(pipe: Any, engine: Any, name: str, path: Path, model: An
 def apply_loras(pipe: Any, engine: Any, refs: list[Any]) -> list[dict[str, Any]]:
     """Validate and switch the pipeline's LoRAs to `refs` (name, strength) without reloading the base."""
     model = getattr(pipe, engine.denoiser)
-    loaded: dict[str, tuple[int, int]] = getattr(pipe, "_studio_loras", {})
+    loaded: dict[str, tuple[Any, ...]] = getattr(pipe, "_studio_loras", {})
     strengths: dict[str, float] = {}
     out = []
     for ref in refs:
         info = find_lora(ref.name)
-        stamp = _stamp(info.path)
+        slots = expert_slots(engine, info)
+        stamp = (*_stamp(info.path), *slots)
         if loaded.get(ref.name) != stamp:
-            if ref.name in loaded and engine.lora_mode == "pipeline":  # the file was replaced
+            if ref.name in loaded and engine.lora_mode == "pipeline":  # the file (or its expert) changed
                 pipe.delete_adapters(_adapter(ref.name))
                 loaded.pop(ref.name)
             if engine.lora_mode == "pipeline":
-                _load_pipeline_lora(pipe, engine, ref.name, info.path, model)
+                for slot in slots:
+                    _load_pipeline_lora(pipe, engine, ref.name, info.path, slot)
             else:
                 rep = validate_lora(info.path, engine, model)
                 if not rep.ok:
@@ -376,10 +429,15 @@ def apply_loras(pipe: Any, engine: Any, refs: list[Any]) -> list[dict[str, Any]]
             loaded[ref.name] = stamp
             pipe._studio_loras = loaded
         strengths[ref.name] = float(ref.strength)
-        out.append({"name": ref.name, "strength": float(ref.strength), "sha256": lora_hash(ref.name)})
+        rec = {"name": ref.name, "strength": float(ref.strength), "sha256": lora_hash(ref.name)}
+        if getattr(engine, "experts", ()):
+            rec["experts"] = [EXPERTS[engine.experts.index(s_)] for s_ in slots]
+        out.append(rec)
     if engine.lora_mode == "pipeline":
         on = [n for n in sorted(loaded) if strengths.get(n, 0.0) != 0.0]
-        if on:  # only the LoRAs in use: a DoRA adapter at weight 0 is not the base output
+        if getattr(engine, "experts", ()):
+            _switch_experts(pipe, engine, on, strengths)
+        elif on:  # only the LoRAs in use: a DoRA adapter at weight 0 is not the base output
             pipe.enable_lora()
             pipe.set_adapters([_adapter(n) for n in on], [strengths[n] for n in on])
         elif loaded:
@@ -387,6 +445,19 @@ def apply_loras(pipe: Any, engine: Any, refs: list[Any]) -> list[dict[str, Any]]
     else:
         activate(model, strengths)
     return out
+
+
+def _switch_experts(pipe: Any, engine: Any, on: list[str], strengths: dict[str, float]) -> None:
+    """Per expert, the adapters in use that it holds (a pair's halves live in one expert each)."""
+    for slot in engine.experts:
+        model = getattr(pipe, slot, None)
+        held = set(getattr(model, "peft_config", {}) or {})
+        names = [n for n in on if _adapter(n) in held]
+        if names:
+            model.enable_lora()
+            model.set_adapters([_adapter(n) for n in names], [strengths[n] for n in names])
+        elif held:
+            model.disable_lora()
 
 
 def _adapter(name: str) -> str:

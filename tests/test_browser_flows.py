@@ -10,7 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser import ROOT, _button, _choose, _heading, _number, _shot, _wait, _widget, driver, server
+from test_browser import (
+    ROOT,
+    _button,
+    _choose,
+    _heading,
+    _number,
+    _shot,
+    _upload_photo,
+    _wait,
+    _widget,
+    driver,
+    server,
+)
 
 pytestmark = pytest.mark.browser
 __all__ = ["driver", "server"]
@@ -23,26 +35,8 @@ def _by():
 
 
 def _open_generate(driver, url: str) -> None:
-    """Open Generate and upload the photo, as a person does: until its preview is drawn.
-
-    In loaded runs the file sent to the page's first <input type=file> was sometimes lost (the
-    uploader was redrawn under it): the page then said "Pick an input image" for good, and a
-    later wait for the Generate button timed out.  So the upload is repeated until the preview
-    shows, at most three times, and each retry is printed.
-    """
     driver.get(url + "/Generate")
-    for attempt in range(3):
-        up = _wait(lambda: driver.find_element(_by().CSS_SELECTOR, "input[type=file]"), 30, "the uploader")
-        up.send_keys(str(PHOTO))
-        try:
-            _wait(lambda: driver.find_elements(_by().CSS_SELECTOR, "[data-testid=stImageCaption]"), 20,
-                  "the uploaded photo's preview")
-            break
-        except AssertionError:
-            print(f"upload {attempt + 1}: no preview; uploading again")
-            _shot(driver, f"upload-lost-{attempt + 1}")
-    else:
-        raise AssertionError("the photo's preview never appeared after 3 uploads")
+    _upload_photo(driver, PHOTO)
     _wait(lambda: _ledger(driver), 30, "the ledger")
 
 

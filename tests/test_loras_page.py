@@ -114,3 +114,25 @@ def test_camera_engine_does_not_invite_loras(lib):
     caps = captions(at)
     assert any("takes no LoRAs" in c for c in caps), caps
     assert not any("add some" in c for c in caps), caps
+
+
+def test_a14b_expert_is_read_from_the_name_and_can_be_set(lib):
+    """A Wan 2.2 A14B pair's halves: the card says which expert (from the name), and the form stores
+    another choice beside the LoRA."""
+    (lib / "orbit_high_noise.safetensors").write_bytes(wan5b_lora())
+    (lib / "orbit.safetensors").write_bytes(wan5b_lora())
+    at = page()
+    assert any("**orbit_high_noise**" in m.value and "high-noise expert (from its name)" in m.value
+               for m in at.markdown), [m.value for m in at.markdown]
+    assert not any("**orbit** ·" in m.value and "expert" in m.value for m in at.markdown)
+    assert at.selectbox(key="lora_expert_orbit_high_noise").value == "high_noise"
+    sb = at.selectbox(key="lora_expert_orbit")
+    assert sb.value == "both"
+    sb.set_value("low_noise")
+    forms = [b for b in at.button if b.label == "Save metadata"]
+    forms[[f.form_id for f in forms].index("lora_meta_orbit")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert json.loads((lib / "orbit.json").read_text())["expert"] == "low_noise"
+    at = page()
+    assert any("**orbit** ·" in m.value and "low-noise expert (from its metadata)" in m.value
+               for m in at.markdown)

@@ -240,7 +240,8 @@ def ltx_vae_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in sd.items():
         if k in ("latents_mean", "latents_std"):
-            out["vae.per_channel_statistics." + ("mean-of-means" if k == "latents_mean" else "std-of-means")] = v
+            stat = "mean-of-means" if k == "latents_mean" else "std-of-means"
+            out[f"vae.per_channel_statistics.{stat}"] = v
             continue
         side, rest = k.split(".", 1)
         table, block = (_LTX_ENC, "down_blocks") if side == "encoder" else (_LTX_DEC, "up_blocks")

@@ -262,8 +262,10 @@ def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
     by_name = {lv.name: lv for lv in lib}
     chosen = [n for n in st.session_state.get("gen_loras", []) if n in by_name]
     st.session_state["gen_loras"] = chosen
-    names = st.multiselect("LoRAs", list(by_name), key="gen_loras",
-                           format_func=lambda n: f"{n} ({by_name[n].family or '?'})")
+    def label(n: str) -> str:
+        lv = by_name[n]
+        return f"{n} ({lv.family or '?'}" + (f", {lv.expert.replace('_', '-')} expert)" if lv.expert else ")")
+    names = st.multiselect("LoRAs", list(by_name), key="gen_loras", format_func=label)
     out, errors = [], []
     for n in names:
         lv = by_name[n]

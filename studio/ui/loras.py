@@ -27,6 +27,13 @@ class LoraView:
     preview: str | None = None
     path: str | None = None
     problems: list[str] = field(default_factory=list)
+    expert: str = ""           # "high_noise" / "low_noise" (a Wan 2.2 A14B pair's half); "" = both
+    expert_source: str = ""    # "metadata" or "name"
+
+
+EXPERT_CHOICES = ["both", "high_noise", "low_noise"]
+EXPERT_LABELS = {"both": "both experts (not one half of a pair)", "high_noise": "high-noise expert",
+                 "low_noise": "low-noise expert"}
 
 
 def library() -> Any:
@@ -39,7 +46,8 @@ def _view(info: Any) -> LoraView:
     return LoraView(name=info.name, family=info.family or "", trigger_words=list(info.trigger_words),
                     default_strength=float(info.default_strength),
                     preview=str(info.preview) if info.preview else None, path=str(info.path),
-                    problems=list(info.problems))
+                    problems=list(info.problems), expert=info.expert or "",
+                    expert_source=info.expert_source)
 
 
 def list_loras() -> list[LoraView]:
@@ -118,7 +126,10 @@ def lora_card(lv: LoraView, families: list[str]) -> None:
         else:
             c[0].caption("no preview")
         with c[1]:
-            st.markdown(f"**{lv.name}** · family `{lv.family or '?'}`")
+            head = f"**{lv.name}** · family `{lv.family or '?'}`"
+            if lv.expert:
+                head += f" · Wan 2.2 A14B {EXPERT_LABELS[lv.expert]} (from its {lv.expert_source})"
+            st.markdown(head)
             for p in lv.problems:
                 st.warning(p)
             with st.form(f"lora_meta_{lv.name}"):
@@ -128,11 +139,17 @@ def lora_card(lv: LoraView, families: list[str]) -> None:
                                    key=f"lora_family_{lv.name}")
                 words = st.text_input("Trigger words (comma separated)", ", ".join(lv.trigger_words))
                 strength = st.number_input("Default strength", value=float(lv.default_strength), step=0.05)
+                expert = st.selectbox("Wan 2.2 A14B expert (high/low-noise pairs)", EXPERT_CHOICES,
+                                      index=EXPERT_CHOICES.index(lv.expert or "both"),
+                                      format_func=EXPERT_LABELS.get, key=f"lora_expert_{lv.name}")
                 if st.form_submit_button("Save metadata"):
                     try:
                         trig = [w.strip() for w in words.split(",") if w.strip()]
-                        save_metadata(lv, {"trigger_words": trig, "default_strength": float(strength),
-                                           "family": None if fam == UNSET else fam})
+                        upd = {"trigger_words": trig, "default_strength": float(strength),
+                               "family": None if fam == UNSET else fam}
+                        if expert != (lv.expert or "both") or lv.expert_source == "metadata":
+                            upd["expert"] = expert
+                        save_metadata(lv, upd)
                         st.session_state["lora_saved"] = lv.name
                         st.rerun()
                     except ValueError as e:
