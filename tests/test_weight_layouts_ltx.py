@@ -102,10 +102,7 @@ def test_every_ltx_layout_gives_the_same_frames(layouts, monkeypatch):
     assert inv.parts["text_encoder"].info.precision == "fp8_e4m3fn scaled"
     assert inv.parts["vae"].info.kinds == {"ltx_vae": "original"}
     f8, loaded = _frames()
-    from studio.engines.fp8 import Fp8Linear
-    fp8_layers = [m for m in loaded.pipe.transformer.modules() if isinstance(m, Fp8Linear)]
-    assert len(fp8_layers) >= 10 and all(m.weight.dtype == torch.float8_e4m3fn for m in fp8_layers)
-    f8_gap = np.abs(f8 - ref).mean()
+    f8_gap = tl.fp8_gap(loaded, f8, ref)
     assert 0 < f8_gap < FP8_TOL * seed_gap, (f8_gap, seed_gap)
 
     # GGUF Q8_0 transformer: within GGUF_TOL of the seed gap
@@ -114,8 +111,7 @@ def test_every_ltx_layout_gives_the_same_frames(layouts, monkeypatch):
     assert inv.parts["transformer"].info.precision == "gguf Q8_0"
     assert inv.parts["vae"].info.kinds == {"ltx_vae": "diffusers"}
     q8, loaded = _frames()
-    from diffusers.quantizers.gguf.utils import GGUFParameter
-    n_q = sum(isinstance(p, GGUFParameter) for p in loaded.pipe.transformer.parameters())
+    n_q = tl.gguf_count(loaded)
     assert n_q >= 10 and n_q <= layouts["q8_tensors"]
     gap = np.abs(q8 - ref).mean()
     print(f"LTX mean abs (of 255): seed gap {seed_gap:.3f}, fp8 {f8_gap:.3f}, gguf Q8_0 {gap:.3f}")

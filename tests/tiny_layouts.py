@@ -131,6 +131,27 @@ def wan_transformer_to_original(sd: dict[str, torch.Tensor], prefix: str = "mode
     return out
 
 
+# ---- checks shared by the layout tests -------------------------------------------------------------
+
+def fp8_gap(loaded: Any, frames: Any, ref: Any) -> float:
+    """Check the transformer is stored in fp8 (>= 10 Fp8Linear layers, e4m3fn weights, compute in
+    float32) and return the frames' mean abs difference from `ref`."""
+    import numpy as np
+
+    from studio.engines.fp8 import Fp8Linear
+    tr = loaded.pipe.transformer
+    layers = [m for m in tr.modules() if isinstance(m, Fp8Linear)]
+    assert len(layers) >= 10 and all(m.weight.dtype == torch.float8_e4m3fn for m in layers)
+    assert tr.dtype == torch.float32  # the pipeline casts latents to this: compute dtype, not fp8
+    return float(np.abs(frames - ref).mean())
+
+
+def gguf_count(loaded: Any) -> int:
+    """How many of the loaded transformer's parameters are still GGUF-quantized."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+    return sum(isinstance(p, GGUFParameter) for p in loaded.pipe.transformer.parameters())
+
+
 # ---- writers --------------------------------------------------------------------------------------
 
 def save_file(sd: dict[str, torch.Tensor], path: Path) -> Path:
