@@ -112,3 +112,14 @@ def test_few_step_preset(tmp_path, monkeypatch):
     assert seen[-1] == (4, 4) and calls["n"] == 4  # 4 steps, CFG 1: one forward per step
     assert shifts == [5.0] * 4 and pipe.scheduler is orig_sched
     assert any("few_step" in n and "changes the output" in n for n in clip.meta["notes"])
+
+
+def test_few_step_estimate_is_the_cost_of_the_steps_that_run():
+    """The ledger's time for the preset is 4 steps at CFG 1: 4 / (40 × 2) of the default run's."""
+    eng = get_engine("wan-i2v")
+    req = _req("wan-i2v", steps=40)
+    req.width, req.height, req.frames = 832, 480, 81
+    full = eng.seconds_estimate(req, "cuda")
+    req.extra["few_step"] = True
+    fast = eng.seconds_estimate(req, "cuda")
+    assert full > 0 and fast == pytest.approx(full * 4 / 80, rel=0.02), (full, fast)

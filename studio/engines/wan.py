@@ -96,13 +96,24 @@ class WanI2VEngine(DiffusionEngine):
                          f"output (the request's steps {req.steps} and guidance {req.guidance} are replaced)")
         return notes
 
+    @staticmethod
+    def _few_step(req: GenerationRequest) -> GenerationRequest:
+        """The request as the few-step preset runs it (4 steps, CFG 1)."""
+        import copy
+        fast = copy.copy(req)
+        fast.steps, fast.guidance = FEW_STEP_STEPS, 1.0
+        return fast
+
+    def seconds_estimate(self, req: GenerationRequest, device: str) -> float:
+        """With `few_step`, the estimate of the 4 steps at CFG 1 that really run (the ledger and the
+        service's max_seconds limit see the preset's cost, not the replaced steps')."""
+        return super().seconds_estimate(self._few_step(req) if req.extra.get("few_step") else req, device)
+
     def run(self, pipe: Any, image: Any, req: GenerationRequest, ctx: Any) -> Any:
         """With `few_step`, the run uses 4 steps, CFG 1 and the preset's flow shift."""
         if not req.extra.get("few_step"):
             return super().run(pipe, image, req, ctx)
-        import copy
-        fast = copy.copy(req)
-        fast.steps, fast.guidance = FEW_STEP_STEPS, 1.0
+        fast = self._few_step(req)
         orig = pipe.scheduler
         pipe.scheduler = type(orig).from_config(orig.config, **_shift_kw(orig, FEW_STEP_SHIFT))
         try:
