@@ -37,8 +37,20 @@ def _fail_job(payload, ctx):
     raise ValueError(f"frames={payload['frames']} is above the maximum 257")
 
 
+def _late_job(payload, ctx):
+    """Writes its output, then (past its last progress step) waits until a cancel arrives."""
+    out = Path(payload["out"])
+    ctx.step("write", 1, 1)
+    out.write_text("complete")
+    t0 = time.monotonic()
+    while not ctx.cancel.is_set() and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    return {"output": str(out)}
+
+
 register_job_kind("test-count", _count_job)
 register_job_kind("test-fail", _fail_job)
+register_job_kind("test-late", _late_job)
 
 
 @pytest.fixture
@@ -73,6 +85,20 @@ def test_cancel_running_job_stops_it_and_leaves_no_file(queue, tmp_path):
     assert end.status == "cancelled"
     assert end.i < 400
     assert not out.exists()
+
+
+def test_a_cancel_after_the_output_is_written_keeps_it_as_done(queue, tmp_path):
+    """Too late to stop: the job is done, its complete file kept, and the result says so (it was
+    'cancelled' with the file left behind, against the card's "cancelled; nothing was written")."""
+    out = tmp_path / "late.txt"
+    job = queue.submit("test-late", {"out": str(out)})
+    t0 = time.monotonic()
+    while not out.exists() and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    queue.cancel(job.id)
+    end = queue.wait(job.id, timeout=10)
+    assert end.status == "done" and out.read_text() == "complete"
+    assert end.result["note"] == "the cancel came after the output was written; it was kept"
 
 
 def test_cancel_from_another_process_view(queue, tmp_path):

@@ -58,4 +58,6 @@ def public_job(job: Job, brief: bool = False) -> dict[str, Any]:
     if job.status == "done" and job.result.get("output"):
         d["result"] = {"output_id": job.id, "name": Path(str(job.result["output"]).rstrip("/")).name,
                        "seconds": job.result.get("seconds"), "timings": job.result.get("timings")}
+        if job.result.get("note"):
+            d["result"]["note"] = str(job.result["note"])
     return d

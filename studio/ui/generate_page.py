@@ -133,6 +133,8 @@ def result_section() -> None:
             return
         with st.container(border=True):
             st.subheader("Result")
+            if job.result.get("note"):
+                st.info(f"Job {job.id}: {job.result['note']}.")
             show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
