@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,18 +24,37 @@ STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
 WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
 
 
-def _histogram(name: str, doc: str, labels: list[str], samples: dict[tuple[str, ...], list[float]],
-               buckets: tuple[float, ...]) -> HistogramMetricFamily:
+def _bucket_sql(expr: str, buckets: tuple[float, ...]) -> str:
+    """COUNT, SUM and one cumulative count per bucket of `expr`, as SQL select terms."""
+    terms = [f"SUM(CASE WHEN {expr} <= {float(b)!r} THEN 1 ELSE 0 END)" for b in buckets]
+    return f"COUNT(*), SUM({expr}), " + ", ".join(terms)
+
+
+def _histogram(name: str, doc: str, labels: list[str], rows: list[Any], buckets: tuple[float, ...]
+               ) -> HistogramMetricFamily:
+    """A histogram family from rows of (*labels, count, sum, cumulative count per bucket)."""
     h = HistogramMetricFamily(name, doc, labels=labels)
-    for key, values in sorted(samples.items()):
-        counts = [(str(float(b)), sum(1 for v in values if v <= b)) for b in buckets]
-        counts.append(("+Inf", len(values)))
-        h.add_metric(list(key), counts, sum_value=float(sum(values)))
+    n = len(labels)
+    for r in sorted(rows, key=lambda r: tuple(str(x) for x in r[:n])):
+        cum = [(str(float(b)), int(r[n + 2 + i] or 0)) for i, b in enumerate(buckets)]
+        cum.append(("+Inf", int(r[n])))
+        h.add_metric([str(x) for x in r[:n]], cum, sum_value=float(r[n + 1] or 0.0))
     return h
 
 
+# a generate job's engine (camera when its request names none); '' for the other kinds
+_ENGINE = ("CASE WHEN kind = 'generate' THEN COALESCE(NULLIF(CAST(CASE WHEN json_valid(payload) THEN "
+           "json_extract(payload, '$.request.engine') END AS TEXT), ''), CASE WHEN json_valid(payload) "
+           "THEN 'camera' ELSE '?' END) ELSE '' END")
+
+
 class StoreCollector:
-    """Collects job metrics from a `JobStore` at scrape time."""
+    """Collects job metrics from a `JobStore` at scrape time.
+
+    Everything is aggregated inside SQLite (GROUP BY, bucket sums, `json_each` over the recorded
+    timings), so a scrape holds a few rows per kind, engine and stage in memory however many jobs
+    the store keeps.
+    """
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -46,49 +64,34 @@ class StoreCollector:
         return []
 
     def collect(self) -> Iterator[Any]:
-        """The job families, from one read of the store."""
+        """The job families, from aggregate queries of the store."""
+        done = "status = 'done' AND started IS NOT NULL AND finished IS NOT NULL"
+        dur = "MAX(0.0, finished - started)"
+        wait = "MAX(0.0, started - created)"
         with self.store.conn() as c:
-            rows = c.execute("SELECT kind, status, payload, result, created, started, finished "
-                             "FROM jobs").fetchall()
+            counts = c.execute("SELECT status, kind, COUNT(*) FROM jobs GROUP BY status, kind").fetchall()
+            durations = c.execute(f"SELECT kind, engine, {_bucket_sql('d', DURATION_BUCKETS)} FROM "
+                                  f"(SELECT kind, {_ENGINE} AS engine, {dur} AS d FROM jobs WHERE {done}) "
+                                  f"GROUP BY kind, engine").fetchall()
+            waits = c.execute(f"SELECT kind, {_bucket_sql('w', WAIT_BUCKETS)} FROM (SELECT kind, {wait} "
+                              f"AS w FROM jobs WHERE started IS NOT NULL) GROUP BY kind").fetchall()
+            stages = c.execute(
+                f"SELECT stage, {_bucket_sql('secs', STAGE_BUCKETS)} FROM (SELECT t.key AS stage, "
+                f"CAST(t.value AS REAL) AS secs FROM jobs, json_each(CASE WHEN json_valid(jobs.result) "
+                f"THEN jobs.result ELSE '{{}}' END, '$.timings') AS t WHERE {done} "
+                f"AND t.key != 'total' AND t.type IN ('integer', 'real')) GROUP BY stage").fetchall()
         by_status = GaugeMetricFamily("studio_jobs", "Jobs in the store by status and kind",
                                       labels=["status", "kind"])
         submitted = CounterMetricFamily("studio_jobs_submitted", "Jobs submitted, by kind", labels=["kind"])
         failed = CounterMetricFamily("studio_jobs_failed", "Jobs that failed, by kind", labels=["kind"])
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        subs: dict[str, int] = defaultdict(int)
-        fails: dict[str, int] = defaultdict(int)
-        durations: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        stages: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        waits: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        for r in rows:
-            kind = r["kind"]
-            counts[(r["status"], kind)] += 1
-            subs[kind] += 1
-            if r["status"] == "failed":
-                fails[kind] += 1
-            if r["started"] is not None:
-                waits[(kind,)].append(max(0.0, r["started"] - r["created"]))
-            if r["status"] == "done" and r["started"] is not None and r["finished"] is not None:
-                engine = ""
-                if kind == "generate":
-                    try:
-                        engine = str(json.loads(r["payload"]).get("request", {}).get("engine") or "camera")
-                    except (ValueError, AttributeError):
-                        engine = "?"
-                durations[(kind, engine)].append(max(0.0, r["finished"] - r["started"]))
-                try:
-                    timings = (json.loads(r["result"]) if r["result"] else {}).get("timings") or {}
-                except (ValueError, AttributeError):
-                    timings = {}
-                for stage, secs in timings.items():
-                    if stage != "total" and isinstance(secs, int | float):
-                        stages[(stage,)].append(float(secs))
+        per = {(r[0], r[1]): int(r[2]) for r in counts}
+        kinds = sorted({k for _, k in per})
         for status in STATUSES:
-            for kind in sorted({k for _, k in counts}):
-                by_status.add_metric([status, kind], counts.get((status, kind), 0))
-        for kind in sorted(subs):
-            submitted.add_metric([kind], subs[kind])
-            failed.add_metric([kind], fails.get(kind, 0))
+            for kind in kinds:
+                by_status.add_metric([status, kind], per.get((status, kind), 0))
+        for kind in kinds:
+            submitted.add_metric([kind], sum(v for (_, k), v in per.items() if k == kind))
+            failed.add_metric([kind], per.get(("failed", kind), 0))
         yield by_status
         yield submitted
         yield failed
@@ -106,7 +109,6 @@ class StoreCollector:
             for i in range(torch.cuda.device_count()):
                 gpu.add_metric([f"cuda:{i}"], float(torch.cuda.memory_allocated(i)))
         yield gpu
-
 
     def _workers(self) -> Iterator[Any]:
         """Per-worker gauges from the workers table (rows refreshed by each dispatcher's heartbeat)."""
