@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from imagemath import psnr
 
 from studio import weights as W
 from studio.clip import Clip
@@ -21,11 +22,6 @@ def _pan(name: str, n: int, size: int, step: int) -> np.ndarray:
     img = cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(np.stack([img[40:40 + size, 30 + step * i:30 + step * i + size]
                                           for i in range(n)]))
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +67,9 @@ def test_carry_close_to_interpolate_then_upscale(weights):
     got = run_chain(clip, _stages("carry"), ctx)
     assert got.frames.shape == ref.frames.shape == (5, 128, 128, 3) and got.fps == ref.fps == 16.0
     assert np.array_equal(got.frames[::2], ref.frames[::2])          # the upscaled sources
-    assert _psnr(got.frames[1::2], ref.frames[1::2]) >= 30.0
+    assert psnr(got.frames[1::2], ref.frames[1::2]) >= 30.0
     # far from just holding a source frame: the carried frame sits between its neighbours
-    assert _psnr(got.frames[1], ref.frames[1]) > _psnr(got.frames[0], ref.frames[1]) + 3
+    assert psnr(got.frames[1], ref.frames[1]) > psnr(got.frames[0], ref.frames[1]) + 3
     assert steps[-1] == ("interpolate", 2, 2) and ("upscale", 3, 3) in steps
     assert got.meta["interpolate"]["upscaled_frames"] == 3
 

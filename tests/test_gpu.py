@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagemath import psnr
 
 from studio.clip import Clip
 from studio.context import RunContext
@@ -20,11 +21,6 @@ def _photo(h=96, w=128) -> np.ndarray:
     return cv2.imread(str(DATA / "coffee.jpg"))[:h, :w, ::-1].copy()
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
 def test_upscale_fp16_cuda_matches_cpu_fp32():
     from postfx.upscale import Upscale
     st = Upscale(scale=2, model="animevideov3", color_match=False).resolved()
@@ -34,7 +30,7 @@ def test_upscale_fp16_cuda_matches_cpu_fp32():
     gpu = st.apply(clip, RunContext(device="cuda"))
     cpu = st.apply(clip, RunContext(device="cpu"))
     assert gpu.frames.shape == (2, 192, 256, 3)
-    assert _psnr(gpu.frames, cpu.frames) >= 38.0
+    assert psnr(gpu.frames, cpu.frames) >= 38.0
 
 
 def test_upscaler_pipelined_batches_match_cpu():
@@ -51,7 +47,7 @@ def test_upscaler_pipelined_batches_match_cpu():
         g = gpu.run(frames, s, on_batch=lambda d, t, done=done: done.append((d, t)))
         c = cpu.run(frames, s)
         assert g.shape == c.shape == (5, 48 * s, 64 * s, 3)
-        assert min(_psnr(g[k], c[k]) for k in range(5)) >= 38.0
+        assert min(psnr(g[k], c[k]) for k in range(5)) >= 38.0
         assert done[-1] == (5, 5) and [d for d, _ in done] == sorted(d for d, _ in done)
 
 
@@ -66,7 +62,7 @@ def test_rife_stage_on_cuda_ledger_exact_and_close_to_cpu():
     gpu = st.apply(clip, RunContext(device="cuda"))
     assert gpu.spec == st.plan(clip.spec) and gpu.frames.shape[0] == 5
     cpu = st.apply(clip, RunContext(device="cpu"))
-    assert _psnr(gpu.frames[1], cpu.frames[1]) >= 35.0
+    assert psnr(gpu.frames[1], cpu.frames[1]) >= 35.0
 
 
 def test_tiny_i2vgen_on_cuda_fp16_is_deterministic():

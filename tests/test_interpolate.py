@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from imagemath import psnr
 
 from postfx.interpolate import Interpolate, scene_score
 from studio.clip import Clip, ClipSpec
@@ -26,11 +27,6 @@ def _pan(n: int, h: int = 48, w: int = 64, d: int = 4, name: str = "coffee.jpg")
     """n crops of a photo panned right by d px per frame."""
     img = _photo(name)
     return np.stack([img[80:80 + h, 100 + k * d:100 + k * d + w] for k in range(n)])
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture
@@ -96,7 +92,7 @@ def test_rife_apply_matches_plan_and_truth(rife_weights):
     assert steps[-1] == ("interpolate", 3, 3)
     for j in (1, 3, 5):
         blend = (truth[j - 1].astype(np.float64) + truth[j + 1]) / 2
-        assert _psnr(out.frames[j], truth[j]) > _psnr(blend, truth[j]) + 8
+        assert psnr(out.frames[j], truth[j]) > psnr(blend, truth[j]) + 8
 
 
 # -- scene cuts and static pairs ---------------------------------------------------------------
@@ -160,7 +156,7 @@ def test_dis_fallback_runs_and_is_labelled(no_models):
     assert out.meta["interpolate"]["method"] == "opencv-dis"
     assert "fallback" in out.meta["interpolate"]["label"]
     blend = (truth[0].astype(np.float64) + truth[2]) / 2
-    assert _psnr(out.frames[1], truth[1]) > _psnr(blend, truth[1]) + 5
+    assert psnr(out.frames[1], truth[1]) > psnr(blend, truth[1]) + 5
 
 
 def test_rife_label(rife_weights):
@@ -247,4 +243,4 @@ def test_cuda_fp16_close_to_cpu(rife_weights):
     frames = list(_pan(3, h=128, w=192, d=4))
     cpu = RifeInterpolator(load_model()).run(frames, [(0, 0.5), (1, 0.5)])
     gpu = RifeInterpolator(load_model(), device="cuda", batch=2).run(frames, [(0, 0.5), (1, 0.5)])
-    assert all(_psnr(a, b) > 38 for a, b in zip(cpu, gpu, strict=True))
+    assert all(psnr(a, b) > 38 for a, b in zip(cpu, gpu, strict=True))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from imagemath import psnr
 
 from studio import weights as W
 
@@ -63,8 +64,7 @@ def _ncnn_run(param: Path, bin_: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-20))
+    return psnr(np.clip(a, 0, 1), np.clip(b, 0, 1), peak=1.0)
 
 
 @pytest.mark.parametrize("wid", IDS)

