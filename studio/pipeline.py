@@ -207,10 +207,27 @@ def load_base(path: Path) -> Clip:
         return Clip(z["frames"], float(z["fps"]), {"source": str(path)})
 
 
+def _base_of(m: dict[str, Any], mpath: Path) -> Clip:
+    """The clip a manifest's run started from: its saved base clip, or (a post-processed video
+    file) the input itself, decoded again once its sha256 is checked."""
+    if m.get("base_clip"):
+        return load_base(mpath.with_name(m["base_clip"]))
+    from postfx.assemble import read_video
+
+    from .weights import sha256_file
+    src = m["base_source"]
+    path = Path(src["path"])
+    if not path.is_file() or sha256_file(path) != src["sha256"]:
+        raise ValueError(f"the input {path.name} this output was post-processed from was deleted or "
+                         f"changed; re-running needs it unchanged (sha256 {src['sha256'][:12]}…)")
+    return read_video(path)
+
+
 def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: GenerationRequest,
                          out: Path, ctx: RunContext, timings: dict[str, float],
                          manifest_extra: dict[str, Any], base: Clip | None,
-                         t_start: float | None = None) -> RunResult:
+                         t_start: float | None = None,
+                         base_source: dict[str, str] | None = None) -> RunResult:
     from postfx.assemble import AudioSpec, plan_output, write_video
 
     codec = ledger.rows[-1]["label"].split()[-1]
@@ -220,7 +237,8 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
     written = write_video(clip, out, codec=codec, crf=req.crf, preset=req.preset, audio=audio, ctx=ctx)
     timings["encode"] = round(time.perf_counter() - t0, 4)
     try:
-        if base is not None:
+        keep_base = base is not None and base_source is None   # a video file input is its own base
+        if keep_base:
             _save_base(base, written)
         if t_start is not None:
             timings["total"] = round(time.perf_counter() - t_start, 4)
@@ -231,7 +249,8 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
             "stages": [stage_to_dict(s) for s in stages],
             "output": {"path": str(written), "codec": codec, "crf": req.crf, "preset": req.preset,
                        **dataclasses.asdict(ledger.final)},
-            "base_clip": base_clip_path(written).name if base is not None else None,
+            "base_clip": base_clip_path(written).name if keep_base else None,
+            **({"base_source": base_source} if base_source else {}),
             "ledger": ledger.to_dict(),
             "timings": timings,
             "device": ctx.device,
@@ -336,8 +355,14 @@ def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Pa
     ledger = _post_ledger(base.spec, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}")
     timings: dict[str, float] = {}
     clip = run_chain(base, stages, ctx, timings)
-    extra = {"input": {"path": str(Path(input_path).resolve())}, "engine": None}
-    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+    src = Path(input_path).resolve()
+    extra = {"input": {"path": str(src)}, "engine": None}
+    ref = None
+    if src.is_file():   # re-runs decode the input again (checked by hash): no copy of its frames is kept
+        from .weights import sha256_file
+        ref = {"path": str(src), "sha256": sha256_file(src)}
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base,
+                                base_source=ref)
 
 
 def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
@@ -350,7 +375,7 @@ def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
     mpath = Path(manifest_path)
     m = read_manifest(mpath)
     req = rerun_request(m, overrides, mpath)
-    base = load_base(mpath.with_name(m["base_clip"]))
+    base = _base_of(m, mpath)
     out = _resolve_out(out, req, mpath.stem.replace(".mp4", "") + "-rerun")
     stages = build_stages(req)
     ledger = _post_ledger(base.spec, req, stages, out, ctx.device, "saved base clip")
@@ -358,7 +383,8 @@ def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
     clip = run_chain(base, stages, ctx, timings)
     extra = {k: m.get(k) for k in ("engine", "seed", "input", "engine_meta", "weights") if k in m}
     extra["parent"] = str(mpath.resolve())
-    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base)
+    return _encode_and_manifest(clip, stages, ledger, req, Path(str(out)), ctx, timings, extra, base,
+                                base_source=m.get("base_source") if not m.get("base_clip") else None)
 
 
 def rerun_request(m: dict[str, Any], overrides: dict[str, Any] | None, where: Path | str = "manifest"
@@ -368,7 +394,7 @@ def rerun_request(m: dict[str, Any], overrides: dict[str, Any] | None, where: Pa
     bad = sorted(set(overrides) - set(POST_FIELDS))
     if bad:
         raise ValueError(f"rerun can change post-processing settings only, not: {', '.join(bad)}")
-    if not m.get("base_clip"):
+    if not m.get("base_clip") and not m.get("base_source"):
         raise ValueError(f"manifest {where} has no saved base clip to re-run from")
     req = GenerationRequest.from_dict(m["request"])
     for k, v in overrides.items():

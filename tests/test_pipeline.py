@@ -59,6 +59,30 @@ def test_post_on_video_and_png_folder(tmp_path):
     assert abs(info["fps"] - 20.0) < 1e-3
 
 
+def test_post_of_a_video_file_keeps_no_copy_and_reruns_from_the_input(tmp_path):
+    """A post-processed video file is its own base: no .base.npz beside the output; a re-run decodes
+    the input again (the same frames) after checking its sha256, and says so when it changed."""
+    from pathlib import Path
+
+    from studio.outputs import base_clip_path
+    from studio.weights import sha256_file
+    frames = np.random.default_rng(0).integers(0, 256, (6, 32, 48, 3), dtype=np.uint8)
+    src = write_video(Clip(frames, 10.0), tmp_path / "in.mp4", codec="h264")
+    res = post_process(src, {"upscale": 2, "upscaler": "lanczos"}, tmp_path / "p.mp4", RunContext())
+    assert not base_clip_path(res.output).exists() and res.manifest["base_clip"] is None
+    want = {"path": str(Path(src).resolve()), "sha256": sha256_file(Path(src))}
+    assert res.manifest["base_source"] == want
+    again = rerun(res.manifest_path, {"upscale": 1}, tmp_path / "r.mp4", RunContext())
+    assert np.array_equal(again.base_clip.frames, res.base_clip.frames)
+    assert probe_video(again.output)["width"] == 48 and not base_clip_path(again.output).exists()
+    assert again.manifest["base_source"] == res.manifest["base_source"]   # a re-run of a re-run works too
+    Path(src).write_bytes(Path(src).read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match=r"the input in.mp4 this output was post-processed from was "
+                                         r"deleted or changed"):
+        rerun(res.manifest_path, {"upscale": 1}, tmp_path / "r2.mp4", RunContext())
+    assert not (tmp_path / "r2.mp4").exists()
+
+
 def test_rerun_changes_post_only(tmp_path, photo):
     res = generate(_req(photo), tmp_path / "g.mp4", RunContext())
     base_frames = res.base_clip.frames

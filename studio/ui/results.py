@@ -75,7 +75,7 @@ def _actions(out: Path, manifest_path: Path, manifest: dict[str, Any], key: str)
 def _rerun_section(manifest: dict[str, Any], manifest_path: Path, key: str) -> None:
     from .generate import follow_job, post_section
     req = manifest.get("request") or {}
-    if not manifest.get("base_clip") or not req.get("engine"):
+    if not (manifest.get("base_clip") or manifest.get("base_source")) or not req.get("engine"):
         return
     with st.expander("Re-run post-processing (without regenerating)"):
         vals = post_section(engine(req["engine"]).spec(), f"rr_{key}_", float(req.get("fps") or 8))
