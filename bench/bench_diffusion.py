@@ -254,7 +254,7 @@ def bench_i2vgen(args, res: dict) -> None:
                            "setting": "512x512, 16 frames, 50 DDIM steps, CFG 9, fp16, decode_chunk 1"}
     log.info("stock %.2fs %.2fGB", t, peak)
     # the cfg_cutoff fast preset, on the eager pipeline (before any compile): cost vs stock
-    from studio.engines.diffusion import cfg_truncation
+    from studio.engines.steps import cfg_truncation
     for cut, steps in ((0.5, 50), (0.3, 50), (0.5, 30)):
         with cfg_truncation(pipe.unet, math.ceil(cut * steps)):
             fast, t, peak = timed(lambda s=steps: pipe(**i2vgen_kwargs(pipe, dev, steps=s)).frames[0], dev)
