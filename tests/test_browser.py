@@ -39,6 +39,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log_text) -> None:
+    """Wait until Streamlit at `url` answers its health check; RuntimeError with the tail of its
+    log (`log_text()`) when `proc` exits or `timeout` seconds pass first."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > end:
+            raise RuntimeError("streamlit did not start: " + log_text()[-2000:])
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
     if not (Path(CHROMIUM).is_file() and Path(DRIVER).is_file()):
@@ -56,17 +72,7 @@ def server(tmp_path_factory, request):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("streamlit did not start: " + (out / "streamlit.log").read_text()[-2000:])
-            time.sleep(0.2)
+        wait_healthy(url, proc, 30, lambda: (out / "streamlit.log").read_text())
         yield url, out
     finally:
         proc.terminate()

@@ -13,11 +13,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import ARTIFACTS, ROOT, _free_port, _wait, driver
+from test_browser import ARTIFACTS, ROOT, _free_port, _wait, driver, wait_healthy
 
 pytestmark = pytest.mark.browser
 __all__ = ["driver"]
@@ -54,17 +53,7 @@ def test_idle_server_uses_under_5_percent_of_a_core(driver, tmp_path):
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
-            time.sleep(0.2)
+        wait_healthy(url, proc, 60, lambda: proc.stdout.read().decode())
         driver.get(url + "/Generate")
         _wait(lambda: any("Generate" in h.text for h in driver.find_elements(By.TAG_NAME, "h1")), 60,
               "the page")
