@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from streamlit.testing.v1 import AppTest
+
+from studio.ui.common import shutdown_queues
+
+
+@pytest.fixture(autouse=True)
+def fresh_queue():
+    """A fresh job queue for each test of a module that imports this fixture (and none left after)."""
+    shutdown_queues()
+    yield
+    shutdown_queues()
 
 
 def poll(at: AppTest, until, timeout: float = 40.0) -> AppTest:

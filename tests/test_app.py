@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
+from apptest_util import fresh_queue  # noqa: F401 (an autouse fixture: a fresh job queue per test)
 from apptest_util import poll as _poll
 from streamlit.testing.v1 import AppTest
 
@@ -14,13 +14,6 @@ from studio.ui.common import shutdown_queues
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = str(ROOT / "app_pages" / "1_Generate.py")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_queue():
-    shutdown_queues()
-    yield
-    shutdown_queues()
 
 
 def _page(path: str = GEN) -> AppTest:

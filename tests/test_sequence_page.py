@@ -5,23 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+from apptest_util import fresh_queue  # noqa: F401 (an autouse fixture: a fresh job queue per test)
 from apptest_util import poll as _poll
 from streamlit.testing.v1 import AppTest
 
 from postfx.assemble import probe_video, write_video
 from studio.clip import Clip
 from studio.outputs import outputs_dir, write_manifest
-from studio.ui.common import shutdown_queues
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "2_Sequence.py")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_queue():
-    shutdown_queues()
-    yield
-    shutdown_queues()
 
 
 def gallery_clip(name: str, seconds: float, color) -> Path:

@@ -5,22 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+from apptest_util import fresh_queue  # noqa: F401 (an autouse fixture: a fresh job queue per test)
 from streamlit.testing.v1 import AppTest
 
 from postfx.assemble import write_video
 from studio.clip import Clip
 from studio.outputs import list_outputs, outputs_dir, write_manifest
-from studio.ui.common import shutdown_queues
 
 PAGES = Path(__file__).resolve().parent.parent / "app_pages"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_queue():
-    shutdown_queues()
-    yield
-    shutdown_queues()
 
 
 def _clip(folder: Path, name: str, frames: int, color) -> Path:

@@ -8,21 +8,14 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pytest
-from apptest_util import poll
+from apptest_util import (
+    fresh_queue,  # noqa: F401 (an autouse fixture: a fresh job queue per test)
+    poll,
+)
 from streamlit.testing.v1 import AppTest
-
-from studio.ui.common import shutdown_queues
 
 GEN = str(Path(__file__).resolve().parent.parent / "app_pages" / "1_Generate.py")
 SR = 44_100
-
-
-@pytest.fixture(autouse=True)
-def _fresh_queue():
-    shutdown_queues()
-    yield
-    shutdown_queues()
 
 
 def tone_wav(seconds: float, hz: float = 440.0) -> bytes:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-from apptest_util import poll
+from apptest_util import (
+    fresh_queue,  # noqa: F401 (an autouse fixture: a fresh job queue per test)
+    poll,
+)
 from streamlit.testing.v1 import AppTest
 
 from studio.jobs import JobStore
@@ -15,13 +17,6 @@ from studio.ui.common import shutdown_queues
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = str(ROOT / "app_pages" / "1_Generate.py")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_queue():
-    shutdown_queues()
-    yield
-    shutdown_queues()
 
 
 def _page() -> AppTest:
