@@ -156,6 +156,15 @@ def _scan_report(info: LoraInfo, engine: Any, path: Path, sc: lf.Scan) -> LoraRe
             problems.append(f"{len(nonzero)} nonzero norm-layer diff(s) (e.g. {nonzero[0]}), which "
                             f"cannot be applied without changing the base weights")
     trained = f"trained for {sc.family}" if sc.family else "family unknown"
+    if sc.family == "wan2.1-t2v-14b":   # Wan 2.2 A14B's experts have exactly these layers
+        trained += " or Wan 2.2 A14B (same layers)"
+    half = ""
+    if info.expert:
+        half = f"{info.expert.replace('_', '-')} half of a Wan 2.2 A14B pair (by its {info.expert_source})"
+        experts = tuple(getattr(engine, "experts", ()) or ())
+        into = "transformer" if info.expert == "high_noise" else "transformer_2"
+        half = (f"; the {half}, loaded into {into}" if experts
+                else f"; named as the {half}, but engine {engine.id!r} has one denoiser")
     head = f"LoRA {info.name!r} ({sc.layout_label} layout, {trained}): "
     n_bad = sc.total - sc.matched_keys - len(sc.norm_diffs)
     if sc.matched_keys == 0:
@@ -167,7 +176,7 @@ def _scan_report(info: LoraInfo, engine: Any, path: Path, sc: lf.Scan) -> LoraRe
     else:
         msg = head + f"{sc.matched_keys} of its {sc.total} keys match engine {engine.id!r}" + (
             f" ({len(sc.norm_diffs)} zero norm diffs skipped)" if sc.norm_diffs else "") + (
-            " (DoRA)" if sc.dora else "")
+            " (DoRA)" if sc.dora else "") + half
     ok = sc.matched_keys > 0 and not problems
     return LoraReport(info.name, info.family, engine.family, sc.matched_keys, max(n_bad, 0),
                       sc.unmatched[:5], ok, msg, layout=sc.layout, trained_for=sc.family)

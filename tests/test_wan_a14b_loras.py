@@ -147,3 +147,9 @@ def test_an_expert_half_is_refused_on_a_one_denoiser_engine(lib, tmp_path):
         check_request(req)
     loras.save_meta("orbit", {"expert": "both"})
     check_request(req)                                             # the same file, no expert: fine
+    # named as a half (no sidecar choice): accepted on one denoiser, and the report says so
+    (lib / "orbit.json").unlink()
+    (lib / "orbit.safetensors").rename(lib / "orbit_HIGH.safetensors")
+    rep = loras.validate_lora(lib / "orbit_HIGH.safetensors", get_engine("wan-i2v"))
+    assert rep.ok and rep.message.endswith("named as the high-noise half of a Wan 2.2 A14B pair (by its "
+                                           "name), but engine 'wan-i2v' has one denoiser"), rep.message
