@@ -118,6 +118,18 @@ def _shot(driver, name: str) -> Path:
 WAIT_SLACK = 3.0
 
 
+def _click_when(fn, timeout: float, what: str) -> None:
+    """Find an element with `fn()` and click it as one retried step (a rerun can replace it with an
+    equal new one between a lookup and a later click, leaving the old reference stale)."""
+    def go() -> bool:
+        el = fn()
+        if el is None:
+            return False
+        el.click()
+        return True
+    _wait(go, timeout, f"a click on {what}")
+
+
 def _wait(fn, timeout: float, what: str):
     end = time.monotonic() + timeout * WAIT_SLACK
     last = None
@@ -165,13 +177,13 @@ def test_upload_generate_and_video_plays(server, driver):
             if "Generate" in b.text and "🎬" in b.text and b.is_enabled():
                 return b
         return None
-    button = _wait(gen_button, 30, "an enabled Generate button")
+    _wait(gen_button, 30, "an enabled Generate button")
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=stTable]"), 20, "the ledger")
     driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     _shot(driver, "generate")
     before = set(out.glob("*.mp4"))
-    button.click()
+    _click_when(gen_button, 30, "the Generate button")
     _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the <video> element")
     _plays(driver)
     assert driver.execute_script("return arguments[0].videoWidth", _video(driver)) == 512
@@ -298,7 +310,7 @@ def test_sequence_gallery_crossfade_export_plays(server, driver):
     _wait(lambda: any("Sequence" in h.text for h in driver.find_elements(By.TAG_NAME, "h1")), 30, "the title")
     for i, name in enumerate(("seq-a-pan-right.mp4", "seq-b-zoom-in.mp4"), 1):
         _choose(driver, "Clip", name)
-        _wait(lambda: _button(driver, "Add clip"), 10, "Add clip").click()
+        _click_when(lambda: _button(driver, "Add clip"), 10, "Add clip")
         heading, entry = f"Timeline ({i})", f"{i}. 🎞️ {name}"
         _wait(lambda h=heading: _heading(driver, h), 20, heading)
         _wait(lambda e=entry: any(p.text.strip() == e for p in driver.find_elements(
@@ -316,7 +328,7 @@ def test_sequence_gallery_crossfade_export_plays(server, driver):
     assert frames == 8 + 8 - 4
     assert _metric(driver, "Size") == "96×64"
     before = set(out.glob("*sequence*.mp4"))
-    _wait(lambda: _button(driver, "Export"), 10, "Export").click()
+    _click_when(lambda: _button(driver, "Export"), 10, "Export")
     _wait(lambda: driver.find_element(By.TAG_NAME, "video"), 45, "the exported <video>")
     _plays(driver)  # the page may rerun once more after the export
     assert driver.execute_script("return arguments[0].videoWidth", _video(driver)) == 96

@@ -14,6 +14,7 @@ from test_browser import (
     ROOT,
     _button,
     _choose,
+    _click_when,
     _heading,
     _number,
     _shot,
@@ -107,14 +108,16 @@ def _generate_and_wait(driver, out: Path) -> Path:
     before = _clips(out)
     t0 = time.monotonic()
     try:
-        gen = _wait(lambda: next((b for b in driver.find_elements(_by().TAG_NAME, "button")
+        _wait(lambda: next((b for b in driver.find_elements(_by().TAG_NAME, "button")
                                   if "🎬" in b.text and "Generate" in b.text and b.is_enabled()), None), 90,
                     "an enabled Generate button")
     except AssertionError:
         _shot(driver, "generate-button-timeout")     # what the page showed instead
         raise
     print(f"Generate button enabled after {time.monotonic() - t0:.1f} s")
-    gen.click()
+    _click_when(lambda: next((b for b in driver.find_elements(_by().TAG_NAME, "button")
+                              if "🎬" in b.text and "Generate" in b.text and b.is_enabled()), None), 30,
+                "the Generate button")
     new = _wait(lambda: sorted(_clips(out) - before), 240, "the new clip")
     _wait(lambda: Path(str(new[0]) + ".json").is_file(), 30, "its manifest")
     _wait(lambda: _button(driver, "♻ Reuse settings"), 60, "the result's buttons")
@@ -205,8 +208,8 @@ def test_sequence_refuses_a_text_mp4_and_offers_the_export(server, driver, tmp_p
     _choose(driver, "Clip", "seq-one.mp4")
     _press(driver, "Add clip")
     _wait(lambda: _heading(driver, "Timeline (1)"), 20, "Timeline (1)")
-    _wait(lambda: driver.find_element(_by().XPATH, "//*[@role='tab'][normalize-space()='Upload']"), 10,
-          "the Upload tab").click()
+    _click_when(lambda: driver.find_element(_by().XPATH, "//*[@role='tab'][normalize-space()='Upload']"), 10,
+                "the Upload tab")
     _uploader(driver, "Video").send_keys(str(fake))
     msg = "Cannot use this clip — notes.mp4 is not a video the studio can read"
     _wait(lambda: any(a.text.strip() == msg for a in driver.find_elements(
@@ -218,10 +221,10 @@ def test_sequence_refuses_a_text_mp4_and_offers_the_export(server, driver, tmp_p
     _number(driver, "Width", 96)
     _number(driver, "Height", 64)
     _press(driver, "Export")
-    dl = _wait(lambda: next((b for b in driver.find_elements(
-        _by().CSS_SELECTOR, "[data-testid=stDownloadButton]") if "MP4" in b.text), None), 60,
-        "the export's download button")
-    assert dl.is_displayed()
+    # found and checked as one retried step: the job panel's reruns replace the button with an equal
+    # new one, and a reference taken a moment earlier goes stale (a CI run failed on exactly that)
+    _wait(lambda: next((b for b in driver.find_elements(_by().CSS_SELECTOR, "[data-testid=stDownloadButton]")
+                        if "MP4" in b.text and b.is_displayed()), None), 60, "the export's download button")
     driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     _shot(driver, "sequence-export")
