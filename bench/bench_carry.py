@@ -23,14 +23,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import psnr  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "motorcycle_left.jpg", "rocket.jpg")
 MOVES = ("camera slowly zooming in", "pan right")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 def main() -> None:

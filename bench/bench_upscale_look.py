@@ -32,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import psnr  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "motorcycle_left.jpg", "rocket.jpg")
 CONFIGS = (("lanczos", "auto"), ("animevideov3", "ncnn"), ("animevideov3", "torch"),
@@ -48,11 +49,6 @@ def crop(name: str, size: int) -> np.ndarray:
 
 def luma(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 def masks(reference: np.ndarray) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import psnr  # noqa: E402
 
 
 def frames(n: int, size: int = 512) -> np.ndarray:
@@ -32,11 +33,6 @@ def frames(n: int, size: int = 512) -> np.ndarray:
     img = cv2.cvtColor(cv2.imread(str(ROOT / "tests/data/astronaut.jpg")), cv2.COLOR_BGR2RGB)
     big = cv2.resize(img, (size * 5 // 4, size * 5 // 4), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(np.stack([big[20:20 + size, 6 * i:6 * i + size] for i in range(n)]))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 def main() -> None:
