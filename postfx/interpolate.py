@@ -207,11 +207,8 @@ class Interpolate:
                     ctx.check_cancel()   # between batches too: a ×16 pair is 15 frames of work
 
                 ctx.check_cancel()
-                engine.check = ctx.check_cancel
-                try:
-                    made = dict(zip(jobs, engine.run(src, jobs, on_batch=on_batch), strict=True))
-                finally:
-                    engine.check = None
+                made = dict(zip(jobs, engine.run(src, jobs, on_batch=on_batch, check=ctx.check_cancel),
+                                strict=True))
             else:
                 from .rife.flow_fallback import DisInterpolator
                 dis = DisInterpolator()

@@ -76,7 +76,6 @@ class RifeInterpolator:
         self._forward: Callable = self.net
         self._features: Callable = self.net.features
         self.compiled = compile
-        self.check: Callable[[], None] | None = None   # raises to cancel (set by the Interpolate stage)
         if cuda:
             torch.backends.cudnn.benchmark = True
         self.fused = self._want_fused(fused, cuda)
@@ -142,8 +141,10 @@ class RifeInterpolator:
 
     @torch.inference_mode()
     def run(self, frames: Sequence[np.ndarray], jobs: Sequence[Job],
-            on_batch: Callable[[list[Job]], None] | None = None) -> list[np.ndarray]:
+            on_batch: Callable[[list[Job]], None] | None = None,
+            check: Callable[[], None] | None = None) -> list[np.ndarray]:
         """One uint8 frame per job (i, t), in job order; `on_batch(jobs_done)` after each forward.
+        `check()` raises to cancel; on the CPU it is also called while a forward runs.
 
         Jobs should be sorted by i (features of frames no longer needed are dropped as it goes).
         On CUDA, uploads and downloads go through pinned buffers on a side stream, overlapping
@@ -161,19 +162,20 @@ class RifeInterpolator:
         io = (HostPipe(self.device, (most, h, w, 3), (bsz, h, w, 3)) if self.device.type == "cuda"
               else _CpuIO(self.device))
         try:
-            return self._run(frames, jobs, bsz, h, w, io, on_batch)
+            return self._run(frames, jobs, bsz, h, w, io, on_batch, check)
         finally:
             io.close()
 
     def _run(self, frames: Sequence[np.ndarray], jobs: Sequence[Job], bsz: int, h: int, w: int,
-             io: _CpuIO | HostPipe, on_batch: Callable[[list[Job]], None] | None) -> list[np.ndarray]:
+             io: _CpuIO | HostPipe, on_batch: Callable[[list[Job]], None] | None,
+             check: Callable[[], None] | None = None) -> list[np.ndarray]:
         """The batch loop of `run` (arguments checked there)."""
         feats: dict[int, torch.Tensor] = {}
         out: list = []  # arrays, or futures of arrays (CUDA copies finish on worker threads)
         step = self._step
         if self.device.type != "cuda":   # a CPU forward takes seconds at large sizes: cancel inside it
             from ..cancel import interruptible
-            step = interruptible(self._step, self.check)
+            step = interruptible(self._step, check)
         pending = None
         # all timesteps go up once: a per-batch host->device copy would stall the queue
         ts = torch.tensor([t for _, t in jobs], dtype=self.dtype).to(self.device)

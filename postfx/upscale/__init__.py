@@ -165,11 +165,7 @@ class Upscale:
                 ctx.step("upscale", min(round(done * per), n * per), n * per)
                 ctx.check_cancel()
 
-            up.check = ctx.check_cancel
-            try:
-                out = up.run(frames, self.scale, on_tile=on_tile)
-            finally:
-                up.check = None
+            out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel)
             if self.color_match:
                 from postfx.color import color_match
                 out = color_match(frames, out, on_frame=lambda i, n: ctx.step("color", i, n))

@@ -102,7 +102,6 @@ class Upscaler:
         # H100; RRDBNet takes ~70 s to compile for 1.6×, so only when asked)
         self.compile = compile
         self._compile_checked = False
-        self.check: Callable[[], None] | None = None   # raises to cancel (the stage sets ctx.check_cancel)
 
     def _maybe_compile(self) -> bool:
         """Swap `forward` for a torch.compile'd net once (CUDA only); True when compiled."""
@@ -167,7 +166,8 @@ class Upscaler:
 
     def _batches(self, frames: np.ndarray, out: np.ndarray, out_scale: int, batch: int, tile: int,
                  fixed: bool, pipe: HostPipe | None, on_batch: Callable[[int, int], None] | None,
-                 on_tile: Callable[[float, int], None] | None = None) -> int:
+                 on_tile: Callable[[float, int], None] | None = None,
+                 check: Callable[[], None] | None = None) -> int:
         """The batch loop of `run`: fills `out`, returns the tile size it ended with.
 
         With a `pipe` (CUDA), uploads, downloads and host copies overlap the next batch's compute.
@@ -191,7 +191,7 @@ class Upscaler:
                 def cb(j: int, n_tiles: int, i: int = i, k: int = k) -> None:
                     on_tile(i + k * j / n_tiles, t)
             half = self.forward_x2 is not None and out_scale * 2 == self.scale
-            y, tile = self.upscale_tensor(x, tile, cb, half)
+            y, tile = self.upscale_tensor(x, tile, cb, half, check)
             y = y[:k]
             if out_scale * 2 == self.scale and not half:   # exact INTER_AREA for a factor of 2
                 y = F.avg_pool2d(y, 2)
@@ -222,11 +222,12 @@ class Upscaler:
     # -- tensors --------------------------------------------------------------------------
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, tile: int, on_tile: Callable[[int, int], None] | None = None,
-                       half: bool = False) -> tuple[torch.Tensor, int]:
+                       half: bool = False, check: Callable[[], None] | None = None
+                       ) -> tuple[torch.Tensor, int]:
         """N×3×H×W float in [0, 1] on the net's device -> (N×3×H·s×W·s, tile used).
 
         `on_tile(k, total)` runs after each tile (see `tiling.tiled_forward`); `half` runs
-        `forward_x2` (s is then half the net's scale)."""
+        `forward_x2` (s is then half the net's scale); `check()` raises to cancel inside a CPU tile."""
         _, _, h, w = x.shape
         pad = min(self.pre_pad, h - 1, w - 1)
         mh, mw = (-(h + 2 * pad)) % self.align, (-(w + 2 * pad)) % self.align
@@ -236,18 +237,20 @@ class Upscaler:
         fn, s = (self.forward_x2, self.scale // 2) if half and self.forward_x2 else (self.forward, self.scale)
         if self.loaded.device.type != "cuda":   # a CPU tile takes seconds: cancel may land inside it
             from ..cancel import interruptible
-            fn = interruptible(fn, self.check)
+            fn = interruptible(fn, check)
         y, tile = forward_with_backoff(fn, x, s, tile, self.overlap, self.min_tile, self.align, on_tile)
         return y[:, :, pad * s:(pad + h) * s, pad * s:(pad + w) * s], tile
 
     @torch.inference_mode()
     def run(self, frames: np.ndarray, out_scale: int | None = None,
             on_batch: Callable[[int, int], None] | None = None,
-            on_tile: Callable[[float, int], None] | None = None) -> np.ndarray:
+            on_tile: Callable[[float, int], None] | None = None,
+            check: Callable[[], None] | None = None) -> np.ndarray:
         """Upscale uint8 T×H×W×3 frames to ×out_scale (≤ the net's; smaller ones area-downscale).
 
         `on_batch(done, total)` is called after each batch and `on_tile(frames_done, total)`
         (fractional) after each tile; the stage reports progress and honours cancel there.
+        `check()` raises to cancel; on the CPU it is also called while a tile runs.
         """
         out_scale = out_scale or self.scale
         if not 1 <= out_scale <= self.scale:
@@ -262,7 +265,7 @@ class Upscaler:
         if dev.type == "cuda" and (out_scale == self.scale or 2 * out_scale == self.scale):
             pipe = HostPipe(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3))
         try:
-            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile)
+            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile, check)
         finally:
             if pipe is not None:
                 pipe.close()
