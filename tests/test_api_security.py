@@ -320,6 +320,39 @@ def test_post_and_rerun_by_output_id_write_under_the_owner(env, alice_done):
     assert len(folders) == 1 and len(list(folders[0].glob("frame_*.png"))) == 4
 
 
+def test_a_post_reruns_from_its_input_and_refuses_once_the_input_is_gone(env, alice_done):
+    """A post of a video keeps no copy of its input: its manifest shows the input's name (never a
+    server path), a re-run decodes the input again, another owner's re-run is refused like a
+    missing id, and once the input is deleted a re-run fails with the reason (no path, no 500)."""
+    from tests.conftest import DATA
+
+    api = env["api"]
+    with api.client("alice") as c:
+        up = _upload(c, DATA / "coffee.jpg")
+        src = wait_job(c, _job(c, "generate", {"request": {**TINY, "image": up["id"]}}).json()["id"])
+        assert src["status"] == "done", src
+        settings = {"upscale": 2, "upscaler": "lanczos"}
+        post = wait_job(c, _job(c, "post", {"input": src["id"], "settings": settings}).json()["id"])
+        assert post["status"] == "done", post
+        m = c.get(f"/outputs/{post['id']}").json()["manifest"]
+        assert m["base_clip"] is None and "/" not in m["base_source"]["path"]
+        assert len(m["base_source"]["sha256"]) == 64
+        assert not (api.outputs / "alice" / (m["output"]["path"] + ".base.npz")).exists()
+        rr = wait_job(c, _job(c, "rerun", {"manifest": post["id"], "overrides": {"upscale": 1}}).json()["id"])
+        assert rr["status"] == "done", rr
+    with api.client("bob") as b:
+        r = _job(b, "rerun", {"manifest": post["id"], "overrides": {"upscale": 1}})
+        assert r.status_code == 422
+        assert r.json()["detail"] == f"payload.manifest={post['id']!r}: no such output"
+    with api.client("alice") as c:
+        assert c.delete(f"/outputs/{src['id']}").status_code == 200
+        r = _job(c, "rerun", {"manifest": post["id"], "overrides": {"upscale": 1}})
+        assert r.status_code == 201, r.text
+        gone = wait_job(c, r.json()["id"])
+        assert gone["status"] == "failed" and "was deleted or changed" in gone["error"], gone
+        assert "/" not in gone["error"], gone["error"]
+
+
 def test_oversized_bodies_and_uploads_are_413_and_leave_nothing(env, alice_done):
     api = env["api"]
     up, _ = alice_done
