@@ -302,6 +302,12 @@ def optimize(pipe: Any, *, denoiser: str = "unet", pad_heads: bool = True, chann
     return done
 
 
+def persistent_compile_cache() -> Path:
+    """Point inductor's FX-graph and AOT caches at the persistent folder; returns it."""
+    _compile_env()
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
 def _compile_env() -> None:
     """Persistent inductor caches under models/.cache (or $STUDIO_COMPILE_CACHE)."""
     import torch

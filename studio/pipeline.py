@@ -153,10 +153,12 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     stages = build_stages(req) if stages is None else stages
     codec = codec_for(out or "x.mp4", req.codec)
     est = engine.estimate(req, device)
-    prof = f" [{est['profile']}]" if est.get("profile") else ""  # the VRAM profile (diffusion engines)
+    tags = [t for t in (est.get("profile"), est.get("speed") and f"speed {est['speed']['tier']}") if t]
+    prof = f" [{', '.join(tags)}]" if tags else ""  # the VRAM profile and speed tier (diffusion engines)
     row = _row("engine", f"{engine.id}{prof}: {engine.label}", base, est)
-    if est.get("memory"):
-        row["memory"] = est["memory"]
+    for key in ("memory", "speed"):
+        if est.get(key):
+            row[key] = est[key]
     return ledger_for(base, row, stages, codec, device)
 
 

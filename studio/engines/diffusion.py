@@ -65,6 +65,8 @@ class DiffusionEngine(Engine):
     """The pipeline batches CFG's two branches into one denoiser call (enables `cfg_cutoff`)."""
     embed_methods: ClassVar[tuple[str, ...]] = ("encode_prompt",)
     """Pipeline methods whose results are reused for equal arguments (see `embed_cache`)."""
+    speed_tiers: ClassVar[bool] = False
+    """A DiT engine whose denoiser takes the `speed` tiers (`studio.speed`)."""
     preview_layout: ClassVar[str | None] = None
     """Layout of the pipeline's step latents for previews ("bcthw", "packed"); None: no previews."""
 
@@ -130,7 +132,22 @@ class DiffusionEngine(Engine):
     def extra_spec(self) -> dict[str, Param]:
         """Common memory/compile settings plus the engine's own."""
         fast = {"cfg_cutoff": CFG_CUTOFF} if self.cfg_batched else {}
+        if self.speed_tiers:
+            from ..speed import SPEED
+            fast["speed"] = SPEED
         return {**COMMON_EXTRA, **fast, **self.extra_params}
+
+    def speed_tier(self, req_or_extra: Any) -> str:
+        """The request's speed tier ('exact' for engines without tiers)."""
+        extra = getattr(req_or_extra, "extra", req_or_extra) or {}
+        if not self.speed_tiers:
+            return "exact"
+        return "few_step" if extra.get("few_step") else str(extra.get("speed", "exact"))
+
+    def denoisers(self, pipe: Any) -> list[Any]:
+        """The loaded denoiser modules (both experts of Wan 2.2 A14B)."""
+        return [m for m in (getattr(pipe, self.denoiser, None), getattr(pipe, "transformer_2", None))
+                if m is not None]
 
     def cfg_steps(self, req: GenerationRequest) -> int | None:
         """Steps that keep guidance under the `cfg_cutoff` fast preset; None when it is off."""
@@ -141,12 +158,17 @@ class DiffusionEngine(Engine):
 
     def fast_notes(self, req: GenerationRequest) -> list[str]:
         """What the fast presets in this request change."""
+        notes: list[str] = []
+        if self.speed_tiers:
+            from .. import speed
+            notes += speed.notes(self.speed_tier(req))
         n = self.cfg_steps(req)
         if n is None:
-            return []
-        return [f"fast preset cfg_cutoff={req.extra.get('cfg_cutoff')}: guidance on {n} of {req.steps} "
-                f"steps, the conditional branch alone after that; this changes the output "
-                f"(measured cost: README, 'Fast presets')"]
+            return notes
+        return notes + [
+            f"fast preset cfg_cutoff={req.extra.get('cfg_cutoff')}: guidance on {n} of {req.steps} "
+            f"steps, the conditional branch alone after that; this changes the output "
+            f"(measured cost: README, 'Fast presets')"]
 
     def load(self, device: str, extra: dict[str, Any]) -> modelmgr.Loaded:
         """The loaded pipeline for these settings (evicting any other)."""
@@ -156,7 +178,8 @@ class DiffusionEngine(Engine):
             modelmgr.require(self.repo, self.engine_dir)  # raises with the download command
         path = inv.folder or modelmgr.models_dir() / self.engine_dir
         key = (self.id, inv.key(), device, extra.get("memory_mode", "full"), bool(extra.get("vae_slicing")),
-               bool(extra.get("vae_tiling")), bool(extra.get("compile")))
+               bool(extra.get("vae_tiling")), bool(extra.get("compile")),
+               self.speed_load_parts(extra, device))
 
         def _load() -> tuple[Any, Any, dict[str, Any]]:
             import diffusers
@@ -185,8 +208,20 @@ class DiffusionEngine(Engine):
                      tuple(d for d in (self.denoiser, "transformer_2") if getattr(pipe, d, None) is not None))
         modelmgr.place_vae(pipe, bool(extra.get("vae_slicing")), bool(extra.get("vae_tiling")))
         cuda = str(device).startswith("cuda")
-        return modelmgr.optimize(pipe, denoiser=self.denoiser, channels_last=cuda,
-                                 compile=cuda and bool(extra.get("compile")))
+        tiers = self.speed_load_parts(extra, device)
+        info = modelmgr.optimize(pipe, denoiser=self.denoiser, channels_last=cuda,
+                                 compile=cuda and bool(extra.get("compile")) and "compile" not in tiers)
+        if self.speed_tiers:
+            from .. import speed
+            info.update(speed.prepare(self.denoisers(pipe), self.speed_tier(extra), device))
+        return info
+
+    def speed_load_parts(self, extra: dict[str, Any], device: str) -> tuple[str, ...]:
+        """What of the speed tier changes the loaded model (compile on CUDA, fp8)."""
+        if not self.speed_tiers:
+            return ()
+        from .. import speed
+        return speed.load_parts(self.speed_tier(extra), device)
 
     def lora_targets(self, attr: str | None = None) -> dict[str, tuple[int, ...]] | None:
         """Weight shapes of the denoiser's layers (`attr`, default `denoiser`) for LoRA checks that
@@ -244,12 +279,21 @@ class DiffusionEngine(Engine):
     def estimate(self, req: GenerationRequest, device: str) -> dict[str, Any]:
         """The VRAM profile for this request and its estimated peak (shown in the ledger)."""
         from .profiles import choice
+        if self.speed_tiers:
+            from .. import speed
+            speed.check(self.speed_tier(req), device, few_step_ok=bool(self.extra_params.get("few_step")),
+                        has_loras=bool(req.loras))
         ch = choice(self, req, device)
         seconds = self.seconds_estimate(req, device)
-        if ch is None:
-            return {"seconds": seconds, "memory_mb": 0.0}
-        return {"seconds": seconds, "memory_mb": ch.peak_bytes / 1e6, "profile": ch.profile,
-                "memory": ch.describe()}
+        out: dict[str, Any] = {"seconds": seconds, "memory_mb": 0.0}
+        if ch is not None:
+            out.update(memory_mb=ch.peak_bytes / 1e6, profile=ch.profile, memory=ch.describe())
+        if self.speed_tiers:
+            from .. import speed
+            tier = self.speed_tier(req)
+            out["speed"] = {"tier": tier, "changes_output": speed.changes_output(tier),
+                            "notes": self.fast_notes(req)}
+        return out
 
     # Seconds per denoiser call per (batch × latent frame × latent pixel × billion parameters), from the
     # I2VGen-XL bench on an H100 (0.227 s a CFG-batched step at 16 × 64² latents, 1.4 B; the Wan 2.1
@@ -260,12 +304,48 @@ class DiffusionEngine(Engine):
     DENOISER_PARAMS_B = 1.5          # when no shipped config says how large the denoiser is
 
     def seconds_estimate(self, req: GenerationRequest, device: str) -> float:
-        """A rough time for the denoising loop: steps × calls × latent size × denoiser size."""
+        """A rough time for the denoising loop: steps × calls × latent size × denoiser size.
+
+        A speed-tier engine on CUDA uses the calibration committed with the Wan benchmark
+        (`studio.speed.estimate`): the tier's measured per-step ratio, its cache schedule, and the
+        fixed time of encoders and VAE; the unit cost is fitted so that the calibration's own shape
+        gets the measured stock seconds per step.
+        """
+        cuda = str(device).startswith("cuda")
+        if not (self.speed_tiers and cuda):
+            return self._stock_seconds(req, device)
+        from ..speed import estimate
+        cal = estimate.calibration()
+        shape = cal["shape"]
+        from . import get_engine
+        ref_engine = get_engine(shape["engine"])
+        ref = ref_engine._units(int(shape["frames"]), int(shape["width"]), int(shape["height"]),
+                                float(shape["guidance"]))
+        per_unit = float(cal["stock_seconds_per_step"]) / ref
+        stock = int(req.steps) * self._units(int(req.frames), int(req.width), int(req.height),
+                                             float(req.guidance)) * per_unit
+        name = None
+        try:
+            import torch
+            if torch.cuda.is_available():
+                name = torch.cuda.get_device_name(torch.device(device).index or 0)
+        except Exception:  # noqa: BLE001 - an estimate must never fail the ledger
+            name = None
+        t = estimate.tier_seconds(self.speed_tier(req), stock * estimate.device_factor(name), int(req.steps),
+                                  float(req.width) * float(req.height) * float(req.frames), name)
+        return round(t["denoise"] + t["fixed"], 2)
+
+    def _units(self, frames: int, width: int, height: int, guidance: float) -> float:
+        """Denoiser calls × latent frames × latent pixels × billions of parameters, for one step."""
         wan, ltx = "wan" in self.family, self.family.startswith("ltx")
         spatial, temporal = (32, 8) if ltx else (8, 4 if wan else 1)
-        lat_frames = (int(req.frames) - 1) // temporal + 1
-        lat_px = max(1, int(req.width) // spatial) * max(1, int(req.height) // spatial)
-        cfg = 2 if float(req.guidance) > 1.0 else 1
+        lat_frames = (int(frames) - 1) // temporal + 1
+        lat_px = max(1, int(width) // spatial) * max(1, int(height) // spatial)
+        cfg = 2 if float(guidance) > 1.0 else 1
+        return cfg * lat_frames * lat_px * self._params_b()
+
+    def _params_b(self) -> float:
+        """The denoiser's size in billions of parameters, from the shipped config."""
         params_b = self.DENOISER_PARAMS_B
         try:
             from . import loading
@@ -277,7 +357,12 @@ class DiffusionEngine(Engine):
                 params_b = max(den) / 1e9 if den else params_b
         except Exception:  # noqa: BLE001 - an estimate must never fail the ledger
             pass
-        per_step = cfg * lat_frames * lat_px * params_b * self.SECONDS_PER_UNIT_CUDA
+        return params_b
+
+    def _stock_seconds(self, req: GenerationRequest, device: str) -> float:
+        """The size model without tiers (also the CPU estimate)."""
+        per_step = self._units(int(req.frames), int(req.width), int(req.height), float(req.guidance)) \
+            * self.SECONDS_PER_UNIT_CUDA
         if not str(device).startswith("cuda"):
             per_step *= self.CPU_SLOWDOWN
         return round(int(req.steps) * per_step, 2)
@@ -295,6 +380,11 @@ class DiffusionEngine(Engine):
         prev = self.previewer(pipe, req, ctx)
         if prev is not None:
             kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        from .. import speed
+        tier = self.speed_tier(req)
+        if self.speed_tiers:
+            speed.check(tier, ctx.device, few_step_ok=bool(self.extra_params.get("few_step")),
+                        has_loras=bool(req.loras))
         rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)), prev)
         notes = self.notes(req) + self.fast_notes(req)
         for note in notes:
@@ -311,8 +401,10 @@ class DiffusionEngine(Engine):
         def call() -> Any:
             # one run of a pipeline at a time: a cancelled run still finishing its step holds it
             with lock, torch.random.fork_rng(devices=devices), torch.inference_mode(), \
-                    cached_encoders(pipe, self.embed_methods, salt) as cache_stats, trunc as batch_sizes:
-                stats.update(cache=cache_stats, batches=batch_sizes)
+                    cached_encoders(pipe, self.embed_methods, salt) as cache_stats, trunc as batch_sizes, \
+                    speed.run_hooks(self.denoisers(pipe) if self.speed_tiers else [], tier) as step_log:
+                stats.update(cache=cache_stats, batches=batch_sizes, steps=step_log)
+                rep.step_log = step_log
                 # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
                 torch.manual_seed(int(req.seed))
                 if self.uses_callbacks:
@@ -332,4 +424,6 @@ class DiffusionEngine(Engine):
                 "previews": prev.shown if prev is not None else 0}
         if n_cfg is not None:
             meta["cfg_steps"] = sum(1 for b in batch_sizes if b == 2)
+        if self.speed_tiers:
+            meta["speed"] = {"tier": tier, **(stats["steps"].summary() if stats["steps"] is not None else {})}
         return Clip(frames=frames, fps=float(req.fps), meta=meta)

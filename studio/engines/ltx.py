@@ -22,6 +22,7 @@ class LTXVideoEngine(DiffusionEngine):
     engine_dir = "ltx-video"
     pipeline_class = "LTXImageToVideoPipeline"
     denoiser = "transformer"
+    speed_tiers = True
     lora_mode = "pipeline"
     dtype_pref = "bf16"
     tokenizer_repos: ClassVar[tuple[str, ...]] = ("google/t5-v1_1-xxl",)

@@ -87,10 +87,13 @@ class StepReporter:
 
     def __init__(self, ctx: RunContext, total: int, previewer: Any = None) -> None:
         self.ctx, self.total, self.i, self.previewer = ctx, total, 0, previewer
+        self.step_log: Any = None  # a speed tier's StepLog, closed at each step
 
     def callback(self, pipe: Any, i: int, t: Any, kw: dict) -> dict:
         """A `callback_on_step_end` that reports step i+1 of total (and shows a latent preview)."""
         self.i = i + 1
+        if self.step_log is not None:
+            self.step_log.end_step()
         if self.previewer is not None and kw.get("latents") is not None:
             self.previewer(self.i, kw["latents"])
         if self.ctx.cancel.is_set():

@@ -51,6 +51,7 @@ class WanI2VEngine(DiffusionEngine):
     pipeline_class = "WanImageToVideoPipeline"
     denoiser = "transformer"
     lora_mode = "pipeline"
+    speed_tiers = True
     embed_methods = ("encode_prompt", "encode_image")
     dtype_pref = "bf16"
     tokenizer_repos: ClassVar[tuple[str, ...]] = ("google/umt5-xxl",)
@@ -83,14 +84,14 @@ class WanI2VEngine(DiffusionEngine):
     def check_request(self, req: GenerationRequest) -> None:
         """The few-step preset needs the user's step-distill LoRA (lightx2v-style) in the request."""
         super().check_request(req)
-        if req.extra.get("few_step") and not req.loras:
-            raise ValueError("few_step=True needs a step-distill LoRA (e.g. a lightx2v 4-step LoRA) "
-                             "in loras; none was given")
+        if self.speed_tier(req) == "few_step" and not req.loras:
+            raise ValueError("few_step=True (speed=few_step) needs a step-distill LoRA (e.g. a lightx2v "
+                             "4-step LoRA) in loras; none was given")
 
     def fast_notes(self, req: GenerationRequest) -> list[str]:
         """The few-step preset changes the output (and what it sets)."""
         notes = super().fast_notes(req)
-        if req.extra.get("few_step"):
+        if self.speed_tier(req) == "few_step":
             notes.append(f"fast preset few_step: {FEW_STEP_STEPS} steps, CFG 1, shift {FEW_STEP_SHIFT} "
                          f"with the distill LoRA {', '.join(lr.name for lr in req.loras)}; this changes the "
                          f"output (the request's steps {req.steps} and guidance {req.guidance} are replaced)")
@@ -107,11 +108,12 @@ class WanI2VEngine(DiffusionEngine):
     def seconds_estimate(self, req: GenerationRequest, device: str) -> float:
         """With `few_step`, the estimate of the 4 steps at CFG 1 that really run (the ledger and the
         service's max_seconds limit see the preset's cost, not the replaced steps')."""
-        return super().seconds_estimate(self._few_step(req) if req.extra.get("few_step") else req, device)
+        few = self.speed_tier(req) == "few_step"
+        return super().seconds_estimate(self._few_step(req) if few else req, device)
 
     def run(self, pipe: Any, image: Any, req: GenerationRequest, ctx: Any) -> Any:
         """With `few_step`, the run uses 4 steps, CFG 1 and the preset's flow shift."""
-        if not req.extra.get("few_step"):
+        if not self.speed_tier(req) == "few_step":
             return super().run(pipe, image, req, ctx)
         fast = self._few_step(req)
         orig = pipe.scheduler
