@@ -37,3 +37,13 @@ def compile_blocks(model: Any, backend: str | None = None) -> dict[str, Any]:
     info = {"compiled_blocks": len(blocks), "compile_backend": backend, "compile_cache": str(cache)}
     model.__dict__["_studio_compiled_blocks"] = info
     return dict(info)
+
+
+def uncompile_blocks(model: Any) -> int:
+    """Undo `compile_blocks` (the class's own forward shows again); returns how many blocks."""
+    if not model.__dict__.pop("_studio_compiled_blocks", None):
+        return 0
+    blocks = repeated_blocks(model)
+    for b in blocks:
+        b.__dict__.pop("forward", None)
+    return len(blocks)
