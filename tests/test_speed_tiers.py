@@ -9,7 +9,6 @@ pytest.importorskip("diffusers")
 import tiny_models as tm  # noqa: E402
 import torch  # noqa: E402
 
-from studio import speed  # noqa: E402
 from studio.context import RunContext  # noqa: E402
 from studio.engines import get_engine  # noqa: E402
 from studio.request import GenerationRequest  # noqa: E402

@@ -317,10 +317,8 @@ class DiffusionEngine(Engine):
         from ..speed import estimate
         cal = estimate.calibration()
         shape = cal["shape"]
-        from . import get_engine
-        ref_engine = get_engine(shape["engine"])
-        ref = ref_engine._units(int(shape["frames"]), int(shape["width"]), int(shape["height"]),
-                                float(shape["guidance"]))
+        ref = latent_units(shape["engine"], shape["family"], int(shape["frames"]), int(shape["width"]),
+                           int(shape["height"]), float(shape["guidance"]))
         per_unit = float(cal["stock_seconds_per_step"]) / ref
         stock = int(req.steps) * self._units(int(req.frames), int(req.width), int(req.height),
                                              float(req.guidance)) * per_unit
@@ -337,27 +335,7 @@ class DiffusionEngine(Engine):
 
     def _units(self, frames: int, width: int, height: int, guidance: float) -> float:
         """Denoiser calls × latent frames × latent pixels × billions of parameters, for one step."""
-        wan, ltx = "wan" in self.family, self.family.startswith("ltx")
-        spatial, temporal = (32, 8) if ltx else (8, 4 if wan else 1)
-        lat_frames = (int(frames) - 1) // temporal + 1
-        lat_px = max(1, int(width) // spatial) * max(1, int(height) // spatial)
-        cfg = 2 if float(guidance) > 1.0 else 1
-        return cfg * lat_frames * lat_px * self._params_b()
-
-    def _params_b(self) -> float:
-        """The denoiser's size in billions of parameters, from the shipped config."""
-        params_b = self.DENOISER_PARAMS_B
-        try:
-            from . import loading
-            from .profiles import _param_counts
-            root = loading.configs_dir(self.id)
-            if (root / "model_index.json").is_file():
-                counts = _param_counts(self.id, str(root))[0]
-                den = [v for k, v in counts.items() if k in ("unet", "transformer", "transformer_2")]
-                params_b = max(den) / 1e9 if den else params_b
-        except Exception:  # noqa: BLE001 - an estimate must never fail the ledger
-            pass
-        return params_b
+        return latent_units(self.id, self.family, frames, width, height, guidance)
 
     def _stock_seconds(self, req: GenerationRequest, device: str) -> float:
         """The size model without tiers (also the CPU estimate)."""
@@ -427,3 +405,30 @@ class DiffusionEngine(Engine):
         if self.speed_tiers:
             meta["speed"] = {"tier": tier, **(stats["steps"].summary() if stats["steps"] is not None else {})}
         return Clip(frames=frames, fps=float(req.fps), meta=meta)
+
+
+def latent_units(engine_id: str, family: str, frames: int, width: int, height: int, guidance: float) -> float:
+    """Denoiser calls × latent frames × latent pixels × billions of parameters, for one step of
+    engine `engine_id` (its shipped config gives the denoiser's size)."""
+    wan, ltx = "wan" in family, family.startswith("ltx")
+    spatial, temporal = (32, 8) if ltx else (8, 4 if wan else 1)
+    lat_frames = (int(frames) - 1) // temporal + 1
+    lat_px = max(1, int(width) // spatial) * max(1, int(height) // spatial)
+    cfg = 2 if float(guidance) > 1.0 else 1
+    return cfg * lat_frames * lat_px * _params_b(engine_id)
+
+
+def _params_b(engine_id: str) -> float:
+    """The denoiser's size in billions of parameters, from the shipped config."""
+    params_b = DiffusionEngine.DENOISER_PARAMS_B
+    try:
+        from . import loading
+        from .profiles import _param_counts
+        root = loading.configs_dir(engine_id)
+        if (root / "model_index.json").is_file():
+            counts = _param_counts(engine_id, str(root))[0]
+            den = [v for k, v in counts.items() if k in ("unet", "transformer", "transformer_2")]
+            params_b = max(den) / 1e9 if den else params_b
+    except Exception:  # noqa: BLE001 - an estimate must never fail the ledger
+        pass
+    return params_b
