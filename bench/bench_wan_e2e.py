@@ -653,7 +653,8 @@ def merge(paths: list[str], out: str, calibration: bool) -> None:
             "guidance": GUIDANCE,
             "tokens": 21 * 30 * 52,
         },
-        "weights": "random, built on the GPU from studio/configs/wan-i2v (= ../shared/configs/wan2.1-i2v-14b-480p)",
+        "weights": "random, built on the GPU from studio/configs/wan-i2v "
+        "(= ../shared/configs/wan2.1-i2v-14b-480p)",
         "rows": rows,
         "time_to_first_video_s": {
             "cold_compile_cache": a.get("time_to_first_video_cold_s"),

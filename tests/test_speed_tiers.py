@@ -63,7 +63,8 @@ def test_exact_is_the_stock_output_and_cache_records_its_steps(eid):
     else:
         want = [1, 2, 3, 5]
     assert sp["computed_steps"] == want and computed_steps(10) == [1, 2, 3, 5, 10]
-    assert sp["reused_steps"] == [i for i in range(1, steps + 1) if i not in want] and sp["partial_steps"] == []
+    assert sp["reused_steps"] == [i for i in range(1, steps + 1) if i not in want]
+    assert sp["partial_steps"] == []
     per = 1 if eid == "ltx-video" else 2  # LTX batches CFG's branches into one call; Wan makes two
     assert sp["denoiser_calls"] == per * steps and sp["calls_computed"] == per * len(want)
     assert cached.frames.shape == stock.frames.shape
@@ -99,7 +100,7 @@ def test_fp8_is_refused_without_fp8_tensor_cores_and_unknown_tiers_are_named():
         get_engine("wan-i2v").run(_pipe("wan-i2v"), IMAGE, req, RunContext(device="cpu"))
     with pytest.raises(ValueError, match="speed='turbo' is not one of exact, fp8, cache"):
         get_engine("wan-i2v").extra_spec()["speed"].check("turbo")
-    with pytest.raises(ValueError, match="speed=few_step is Wan's 4-step distill preset; this engine has none"):
+    with pytest.raises(ValueError, match="speed=few_step is Wan's 4-step distill preset; this engine has no"):
         make_ledger(_req("ltx-video", 4, speed="few_step"), "cpu")
 
 
@@ -123,7 +124,8 @@ def test_ledger_estimates_per_tier_and_the_manifest_carries_the_tier(tmp_path, m
     eng = get_engine("wan-i2v")
     req = _req("wan-i2v", 40)
     req.width, req.height, req.frames = 832, 480, 81
-    est = {t: eng.seconds_estimate(_with(req, speed=t), "cuda") for t in ("exact", "fp8", "cache", "fp8+cache")}
+    tiers = ("exact", "fp8", "cache", "fp8+cache")
+    est = {t: eng.seconds_estimate(_with(req, speed=t), "cuda") for t in tiers}
     assert est["fp8"] < est["exact"] and est["cache"] < est["exact"] and est["fp8+cache"] < est["fp8"]
     from studio.speed.estimate import calibration
     cal = calibration()
