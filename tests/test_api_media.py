@@ -217,3 +217,95 @@ def test_variable_frame_rate_video_gives_the_frames_its_ledger_promised(env, tmp
             out = tmp_path / f"{kind}.mp4"
             out.write_bytes(c.get(f"/jobs/{job['id']}/result").content)
             assert probe_video(out)["frames"] == led.json()["frames"], kind
+
+
+def vm_hwm(pid: int) -> int:
+    """A process's peak resident memory (VmHWM) in bytes, from /proc."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) * 1024
+
+
+def test_worker_peak_memory_is_bounded_by_the_plan_not_the_source(tmp_path):
+    """A sequence that uses 0.2 s of a 100 s, 320×240 video (553 MB decoded) under 1 s of a 590 s
+    audio bed (208 MB decoded): the worker's peak RSS grows by what the plan uses, not the sources."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for name, n in (("short.mp4", 48), ("long.mp4", 2400)):
+        ff("-f", "lavfi", "-i", "testsrc=size=320x240:rate=24", "-frames:v", str(n), "-c:v", "libx264",
+           "-preset", "ultrafast", "-crf", "45", "-pix_fmt", "yuv420p", str(media / name))
+    for name, secs in (("short.flac", 2), ("long.flac", 590), ("too-long.flac", 700)):
+        ff("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(secs), str(media / name))
+    api = start_api(tmp_path / "outputs", {"alice": ["--submits", "500", "--rate", "5000"]})
+    try:
+        worker = api.workers[0].pid
+        with api.client("alice") as c:
+            up = {p.name: upload(c, p) for p in sorted(media.iterdir())}
+            assert up["too-long.flac"].status_code == 400
+            assert up["too-long.flac"].json()["detail"] == (
+                "too-long.flac lasts 700.0 s; audio and video may be at most 600 s")
+            assert up["long.mp4"].json()["frames"] == 2400 and up["long.flac"].json()["duration"] == 590
+
+            def run(video: str, audio: str, trim_in: float) -> dict:
+                spec = {"version": 1, "clips": [{"path": up[video].json()["id"], "trim_in": trim_in,
+                                                 "trim_out": trim_in + 0.2}],
+                        "output": {"size": [64, 48], "fps": 24, "encoder_preset": "ultrafast"},
+                        "audio": {"path": up[audio].json()["id"], "offset": 1.0}}
+                r = post_retry(c, "/jobs", json={"kind": "sequence", "payload": {"spec": spec}})
+                assert r.status_code == 201, r.text
+                job = wait_job(c, r.json()["id"], timeout=300)
+                assert job["status"] == "done", job
+                return job
+
+            run("short.mp4", "short.flac", 1.0)   # warm-up: the worker's imports and caches are in place
+            before = vm_hwm(worker)
+            run("long.mp4", "long.flac", 60.0)
+            grew = vm_hwm(worker) - before
+    finally:
+        api.stop()
+    print(f"worker VmHWM grew by {grew / 2**20:.1f} MiB for a 0.2 s trim of a 553 MB-decoded source")
+    assert grew < 120 * 2**20, f"worker peak RSS grew by {grew / 2**20:.0f} MiB"
+
+
+def test_killed_api_leaves_incoming_that_the_next_start_sweeps(tmp_path):
+    """kill -9 of the API while uploads are being validated leaves `.incoming-*`; a restart removes them."""
+    import os
+    import signal
+    import threading
+
+    from PIL import Image
+    png = tmp_path / "big.png"
+    Image.new("RGB", (6000, 6000), (40, 80, 120)).save(png, compress_level=1)   # slow to validate
+    outputs = tmp_path / "outputs"
+    api = start_api(outputs, {"alice": ["--submits", "500", "--rate", "5000"]}, workers=0)
+    uploads = outputs / "alice" / "uploads"
+
+    def send() -> None:
+        try:
+            with api.client("alice", timeout=120) as c:
+                c.post("/uploads", files={"file": ("big.png", png.read_bytes(), "image/png")})
+        except httpx.HTTPError:
+            pass
+
+    threads = [threading.Thread(target=send, daemon=True) for _ in range(6)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + 120
+    try:
+        while time.monotonic() < end and not list(uploads.glob(".incoming-*")):
+            time.sleep(0.005)
+        os.kill(api.proc.pid, signal.SIGKILL)
+        api.proc.wait(30)
+    finally:
+        api.stop()
+    left = list(uploads.glob(".incoming-*"))
+    assert left, "no upload was in validation when the API was killed"
+    assert all(d.name.startswith(f".incoming-{api.proc.pid}-") for d in left)
+    for t in threads:
+        t.join(60)
+    again = start_api(outputs, {}, workers=0)
+    try:
+        assert not list(uploads.glob(".incoming-*"))
+        with httpx.Client(base_url=again.url) as c:
+            assert c.get("/health").status_code == 200
+    finally:
+        again.stop()

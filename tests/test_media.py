@@ -38,8 +38,8 @@ def peak_hz(samples: np.ndarray) -> float:
 
 def decode_with(args: list[str]) -> np.ndarray:
     """Mono float samples at RATE from ffmpeg input args (empty when ffmpeg gives nothing)."""
-    res = subprocess.run([media.ffmpeg_exe(), "-v", "error", *args, "-f", "f32le", "-ac", "1", "-ar", str(RATE),
-                          "-"], capture_output=True, timeout=120)
+    res = subprocess.run([media.ffmpeg_exe(), "-v", "error", *args, "-f", "f32le", "-ac", "1",
+                          "-ar", str(RATE), "-"], capture_output=True, timeout=120)
     return np.frombuffer(res.stdout, np.float32)
 
 
@@ -109,7 +109,8 @@ def test_failed_decode_shows_no_path_and_no_ffmpeg_text(tmp_path):
 def numbered_clip(path: Path, n: int, fps: int = 10) -> Path:
     """A clip whose frame i is a flat grey of luma 16 + 6·i (`index_of` reads i back)."""
     ff("-f", "lavfi", "-i", f"color=black:size=32x16:rate={fps}", "-frames:v", str(n),
-       "-vf", "geq=lum='16+6*N':cb=128:cr=128", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path))
+       "-vf", "geq=lum='16+6*N':cb=128:cr=128", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p",
+       str(path))
     return path
 
 
@@ -132,8 +133,8 @@ def test_span_decode_equals_the_same_frames_of_a_full_decode(tmp_path):
 def test_variable_frame_rate_decodes_to_the_probed_frame_count(tmp_path):
     vfr = tmp_path / "vfr.mp4"   # 40 frames: 20 at 24 fps, a 5 s gap, 20 more
     ff("-f", "lavfi", "-i", "testsrc=size=32x16:rate=24", "-frames:v", "40",
-       "-vf", "setpts='if(lt(N,20),N/24/TB,(N+120)/24/TB)'", "-fps_mode", "passthrough", "-pix_fmt", "yuv420p",
-       str(vfr))
+       "-vf", "setpts='if(lt(N,20),N/24/TB,(N+120)/24/TB)'", "-fps_mode", "passthrough",
+       "-pix_fmt", "yuv420p", str(vfr))
     info = probe_video(vfr)
     assert info["frames"] == round(info["duration"] * info["fps"])
     assert read_video(vfr).frames.shape[0] == info["frames"]
