@@ -54,9 +54,10 @@ _REFUSED_TEXT = (
 class MediaRefused(ValueError):
     """A file the studio will not decode: `reason` says what it is."""
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
+    def __init__(self, name: str, reason: str, *, refers: bool = False) -> None:
+        super().__init__(f"{name} {reason}")
         self.reason = reason
+        self.refers = refers     # it is a playlist, list or document that names other files or URLs
 
 
 def ffmpeg_exe() -> str:
@@ -101,7 +102,8 @@ def sniff(path: str | Path, name: str | None = None) -> str:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     for magic, what in _REFUSED_TEXT:
         if text[:len(magic)].lower() == magic.lower():
-            raise MediaRefused(name, f"is {what}; files that name other files or URLs are refused")
+            raise MediaRefused(name, f"is {what}; files that name other files or URLs are refused",
+                               refers=True)
     raise MediaRefused(name, "is not an image, video or audio file the studio can read")
 
 
@@ -110,7 +112,7 @@ def input_args(path: str | Path, fmt: str | None = None, *, start: float = 0.0,
     """ffmpeg input options and `-i` for `path`, locked to its sniffed demuxer and the file protocol."""
     fmt = fmt or sniff(path)
     if fmt not in ALLOWED:
-        raise MediaRefused(Path(path).name, f"format {fmt!r} is not one the studio decodes")
+        raise MediaRefused(Path(path).name, f"is in format {fmt!r}, which the studio does not decode")
     args = ["-protocol_whitelist", "file", "-f", fmt]
     if fmt == "mov":
         args += ["-enable_drefs", "0"]
@@ -146,7 +148,7 @@ def _header(path: Path, fmt: str) -> str:
         res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path, fmt)],
                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise MediaRefused(path.name, "reading its header took too long") from None
+        raise MediaRefused(path.name, "took too long to read (its header)") from None
     return res.stderr
 
 
@@ -157,7 +159,7 @@ def _packets(path: Path, fmt: str) -> int:
                               "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise MediaRefused(path.name, "counting its frames took too long") from None
+        raise MediaRefused(path.name, "took too long to read (counting its frames)") from None
     counts = re.findall(r"frame=\s*(\d+)", res.stderr)
     return int(counts[-1]) if counts else 0
 
@@ -226,7 +228,7 @@ def read_frames(path: str | Path, facts: MediaFacts | None = None, *, start: int
             proc.wait()
     if n == 0:
         log.info("no frames decoded from %s: %s", p, err.strip()[-400:])
-        raise MediaRefused(p.name, "no video frames could be decoded")
+        raise MediaRefused(p.name, "gave no video frames when decoded")
     if n < count:
         out[n:] = out[n - 1]
     return out

@@ -70,6 +70,8 @@ def accept_audio(name: str, data: bytes) -> Path:
     Raises ValueError whose text names the file and says what is wrong (too big, wrong type, no
     audio stream ffmpeg can read).
     """
+    from postfx.media import MediaRefused
+
     from ..outputs import atomic_path
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in AUDIO_TYPES:
@@ -84,7 +86,12 @@ def accept_audio(name: str, data: bytes) -> Path:
     if not dest.is_file():
         with atomic_path(dest) as tmp:
             tmp.write_bytes(data)
-            kind, _ = media_facts(tmp, name)
+            try:
+                kind, _ = media_facts(tmp, name)
+            except MediaRefused as e:
+                if e.refers:
+                    raise
+                raise ValueError(f"{name} is not readable audio (no audio stream in it)") from None
             if kind != "audio":
                 raise ValueError(f"{name} is a video, not audio")
     return dest
@@ -147,11 +154,8 @@ def media_facts(path: Path, name: str) -> tuple[str, dict[str, Any]]:
 
     The facts are what every later decode of the file yields (format, duration, and for a video its
     size, fps and frame count), so the ledger plans from them without running ffmpeg again."""
-    from postfx.media import MediaRefused, probe
-    try:
-        f = probe(path, name)
-    except MediaRefused as e:
-        raise ValueError(f"{name} {e.reason}") from None
+    from postfx.media import probe
+    f = probe(path, name)      # MediaRefused (a ValueError) names the file and says why
     max_s, max_frames = media_limits()
     if f.duration > max_s:
         raise ValueError(f"{name} lasts {f.duration:,.1f} s; audio and video may be at most {max_s:g} s")
