@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -137,16 +136,16 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def decode_audio(path: str | Path, sr: int = 44100, channels: int = 2) -> np.ndarray:
-    """Decode any audio (or a video's audio track) to float32 samples × channels with ffmpeg."""
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-f", "f32le",
-                           "-ac", str(channels), "-ar", str(sr), "-"], capture_output=True)
-    if proc.returncode != 0:
-        raise ValueError(f"audio file {str(path)!r} could not be decoded: "
-                         f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
-    arr = np.frombuffer(proc.stdout, np.float32).reshape(-1, channels)
+def decode_audio(path: str | Path, sr: int = 44100, channels: int = 2, *, start: float = 0.0,
+                 duration: float | None = None) -> np.ndarray:
+    """Decode audio (or a video's audio track) to float32 samples × channels: from `start` seconds,
+    at most `duration` seconds of it (None: to the end); only that span is decoded
+    (`postfx.media`: sniffed container, forced demuxer, file protocol only)."""
+    from .media import decode_audio as _decode
+    arr = _decode(path, sr, channels, start=start, duration=duration)
     if arr.shape[0] == 0:
-        raise ValueError(f"audio file {str(path)!r} holds no audio samples")
+        raise ValueError(f"audio file {Path(path).name!r} holds no audio samples"
+                         + (f" after {start:g} s" if start > 0 else ""))
     return arr
 
 
@@ -187,12 +186,11 @@ def fit_audio(arr: np.ndarray, sr: int, duration: float, *, loop: bool = True, f
 def prepare_audio(audio: AudioSpec, duration: float, dest: Path, sr: int = 44100) -> Path:
     """Cut the audio bed to `duration` (offset, loop or trim, volume, fades) into a WAV file."""
     audio.check()
-    arr = decode_audio(audio.path, sr)
-    start = int(round(audio.offset * sr))
-    if start >= arr.shape[0]:
-        raise ValueError(f"audio offset={audio.offset} is past the end of {audio.path} "
-                         f"({arr.shape[0] / sr:.2f} s)")
-    out = fit_audio(arr[start:], sr, duration, loop=audio.loop, fade_in=audio.fade_in,
+    from .media import decode_audio as _decode
+    arr = _decode(audio.path, sr, start=audio.offset, duration=duration)   # only what is heard
+    if arr.shape[0] == 0:
+        raise ValueError(f"audio offset={audio.offset} is at or past the end of {Path(audio.path).name}")
+    out = fit_audio(arr, sr, duration, loop=audio.loop, fade_in=audio.fade_in,
                     fade_out=audio.fade_out, volume=audio.volume)
     _write_wav(dest, out, sr)
     return dest
@@ -285,62 +283,40 @@ def _write_png_folder(clip: Clip, out: Path, ctx: RunContext) -> Path:
     return out
 
 
-def _parse_stream_info(text: str) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    m = re.search(r"Video: (\w+)[^,]*, ([a-z0-9]+)(?:\([^)]*\))?,\s*(\d+)x(\d+)", text)
-    if m:
-        info.update(codec=m.group(1), pix_fmt=m.group(2), width=int(m.group(3)), height=int(m.group(4)))
-    m = re.search(r"([\d.]+) fps", text) or re.search(r"([\d.]+) tbr", text)
-    if m:
-        info["fps_nominal"] = float(m.group(1))
-    info["has_audio"] = bool(re.search(r"Stream #\d+:\d+.*Audio:", text))
-    return info
-
-
 def probe_video(path: str | Path) -> dict[str, Any]:
-    """Frames, fps, size, codec, pixel format and duration of a video (decodes to count frames)."""
-    import imageio_ffmpeg
+    """Frames, fps, size, duration and format of a video, from its header (`postfx.media.probe`):
+    `frames` is the count every decode of it yields (its constant-rate grid), nothing is decoded."""
+    from .media import probe
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"video {str(path)!r} does not exist")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(p)], capture_output=True, text=True)
-    info = _parse_stream_info(proc.stderr)
-    if "codec" not in info:
-        raise ValueError(f"{p} is not a readable video: {proc.stderr.strip().splitlines()[-1:]}")
-    rd = imageio_ffmpeg.read_frames(str(p))
-    meta = next(rd)
-    rd.close()
-    n, secs = imageio_ffmpeg.count_frames_and_secs(str(p))
-    info.update(frames=n, fps=float(meta.get("fps") or info.get("fps_nominal", 0)), duration=secs)
-    return info
+        raise ValueError(f"video {p.name!r} does not exist")
+    f = probe(p)
+    if not f.has_video:
+        raise ValueError(f"{p.name} holds no video stream")
+    return {"frames": f.frames, "fps": f.fps, "width": f.width, "height": f.height, "duration": f.duration,
+            "format": f.format, "has_audio": f.has_audio, "codec": f.codec, "pix_fmt": f.pix_fmt}
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> Clip:
-    """Decode a video file (or a PNG frame folder written by `write_video`) into a Clip."""
+def read_video(path: str | Path, max_frames: int | None = None, *, start_frame: int = 0) -> Clip:
+    """Decode a video file (or a PNG frame folder written by `write_video`) into a Clip.
+
+    A file is decoded on its constant-rate grid (`postfx.media.read_frames`): frames `start_frame`
+    .. `start_frame + max_frames - 1` only (the decoder seeks and stops), locked to its sniffed format.
+    """
     p = Path(str(path).rstrip("/"))
     if p.is_dir():
-        return _read_png_folder(p)
+        clip = _read_png_folder(p)
+        end = None if max_frames is None else start_frame + max_frames
+        return Clip(np.ascontiguousarray(clip.frames[start_frame:end]), clip.fps, clip.meta)
     if not p.is_file():
-        raise ValueError(f"input {str(path)!r} does not exist")
-    import imageio_ffmpeg
-    try:
-        rd = imageio_ffmpeg.read_frames(str(p), pix_fmt="rgb24")
-        meta = next(rd)
-    except (RuntimeError, OSError, StopIteration) as e:
-        raise ValueError(f"{p} is not a readable video ({e})") from None
-    w, h = meta["size"]
-    frames = []
-    for buf in rd:
-        frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
-        if max_frames and len(frames) >= max_frames:
-            rd.close()
-            break
-    if not frames:
-        raise ValueError(f"{p} has no video frames")
-    fps = float(meta.get("fps") or 0)
-    if fps <= 0:
-        raise ValueError(f"{p}: could not read its frame rate")
-    return Clip(np.stack(frames), fps, {"source": str(p)})
+        raise ValueError(f"input {p.name!r} does not exist")
+    from .media import probe, read_frames
+    f = probe(p)
+    if not f.has_video:
+        raise ValueError(f"{p.name} holds no video stream")
+    count = f.frames - start_frame if max_frames is None else min(max_frames, f.frames - start_frame)
+    frames = read_frames(p, f, start=start_frame, count=count)
+    return Clip(frames, f.fps, {"source": str(p)})
 
 
 def _read_png_folder(p: Path) -> Clip:
@@ -363,7 +339,11 @@ def _read_png_folder(p: Path) -> Clip:
 
 
 def last_frame(path: str | Path) -> np.ndarray:
-    """The last decoded frame of a video or frame folder (RGB uint8)."""
+    """The last decoded frame of a video or frame folder (RGB uint8); a file decodes only that frame."""
+    p = Path(str(path).rstrip("/"))
+    if p.is_file():
+        n = probe_video(p)["frames"]
+        return read_video(p, 1, start_frame=n - 1).frames[-1].copy()
     return read_video(path).frames[-1].copy()
 
 

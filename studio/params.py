@@ -29,6 +29,7 @@ class Param:
     group: str = "generate"
     optional: bool = False          # None is allowed and means "not set"
     max_len: int | None = 256       # the longest text a str setting takes
+    upload: tuple[str, ...] | None = None   # names a file: the API takes only ids of uploads of these kinds
 
     def override(self, **kw: Any) -> Param:
         """A copy with some fields changed (engines narrow ranges this way)."""
@@ -147,7 +148,7 @@ SPEC: dict[str, Param] = {p.name: p for p in [
        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow"), group="output", advanced=True),
     _p("audio", str, None, "Audio file to lay under the video (trimmed or looped, with fades).",
-       optional=True, group="output", advanced=True),
+       optional=True, group="output", advanced=True, upload=("audio",)),
     _p("audio_fade", float, 0.5, "Audio fade in/out seconds.", min=0, max=10, step=0.1,
        group="output", advanced=True),
 ]}

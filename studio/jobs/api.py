@@ -11,6 +11,7 @@ them, and the server picks every output path under `outputs/<owner>/`.
     GET    /uploads, /uploads/{id}    the owner's uploads;  DELETE /uploads/{id}
     POST   /jobs                      {"kind": generate|post|rerun|sequence, "payload": {...}} -> 201
     POST   /ledger                    the same body: the pre-run ledger and limits check, nothing queued
+                                      (planned from stored upload facts; metered as a submission)
     GET    /jobs, /jobs/{id}          status, progress, error, result (?status= &kind= &limit= &owner=)
     POST   /jobs/{id}/cancel          cancel;   GET /jobs/{id}/preview  the latest preview (JPEG)
     GET    /jobs/{id}/result          the finished file (same as /outputs/{id}/file)
@@ -43,6 +44,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from . import incoming
 from .guard import LOOPBACK_HOSTS, BodyTooLarge, Guard, GuardConfig, RateLimiter
 from .intake import Refused, prepare
 from .metrics import Metrics
@@ -95,6 +97,8 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
     limiter = RateLimiter()
     upload_limit = cfg.max_upload_bytes or int(max_upload_mb() * 1e6)
     validate_slots = anyio.CapacityLimiter(VALIDATE_AT_ONCE)
+    from ..outputs import outputs_dir
+    incoming.sweep(outputs_dir())   # uploads left half-validated by a killed API
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -198,7 +202,7 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
             if f is None or not hasattr(f, "read"):
                 raise _bad(400, "multipart body needs a file field 'file'")
             name = clean_name(getattr(f, "filename", None))
-            tmp_dir = Path(tempfile.mkdtemp(prefix=".incoming-", dir=owner_uploads(tok.owner)))
+            tmp_dir = incoming.make(owner_uploads(tok.owner))
             tmp = tmp_dir / "file"
             try:
                 size = 0
@@ -272,6 +276,7 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
     @app.post("/ledger")
     async def ledger(request: Request) -> dict[str, Any]:
         body = await json_of(request)
+        submit_rate(who(request))   # planning costs work too: metered with submissions
         intake = await run_in_threadpool(take_in, request, body)
         plan = intake.plan
         if plan is None:

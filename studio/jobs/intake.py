@@ -123,6 +123,17 @@ class Resolver:
             raise Refused(422, f"{where}={v!r}: the upload's file is gone; upload it again")
         return rec
 
+    def files(self, d: dict[str, Any], where: str) -> dict[str, Any]:
+        """A copy of settings `d` whose file-naming fields (`Param.upload`) hold the server paths of
+        the owner's uploads they name by id; a path, URL or anything but such an id is refused."""
+        from ..params import SPEC
+        out = dict(d)
+        for k, v in d.items():
+            kinds = SPEC[k].upload if k in SPEC else None
+            if kinds and v is not None:
+                out[k] = self.upload(f"{where}.{k}", v, kinds).path
+        return out
+
     def output(self, where: str, v: Any) -> tuple[Path, dict[str, Any]]:
         """The output file and manifest of the owner's finished job `v`."""
         from ..outputs import read_manifest
@@ -221,8 +232,7 @@ class Planner:
         if "image" not in req_d:
             raise Refused(422, "payload.request.image is required: the id of an image upload (POST /uploads)")
         req_d["image"] = self.r.upload("payload.request.image", req_d["image"], ("image",)).path
-        if req_d.get("audio") is not None:
-            req_d["audio"] = self.r.upload("payload.request.audio", req_d["audio"], ("audio",)).path
+        req_d = self.r.files(req_d, "payload.request")
         try:
             req = check_request(GenerationRequest.from_dict(req_d))
             out = self._out(req.prompt[:30] or "clip", req.codec)
@@ -239,6 +249,7 @@ class Planner:
         path, spec = self.r.video("payload.input", p["input"])
         settings = _obj(p.get("settings") or {}, "payload.settings", tuple(_post_fields()))
         _check_request_types(settings, "payload.settings")
+        settings = self.r.files(settings, "payload.settings")
         try:
             out = self._out(Path(path.rstrip("/")).stem[:30] + "-post", settings.get("codec"))
             led = plan_post(spec, settings, out, self.device, "input")
@@ -255,6 +266,7 @@ class Planner:
         out_path, m = self.r.output("payload.manifest", p["manifest"])
         overrides = _obj(p.get("overrides") or {}, "payload.overrides", tuple(_post_fields()))
         _check_request_types(overrides, "payload.overrides")
+        overrides = self.r.files(overrides, "payload.overrides")
         codec = overrides.get("codec", (m.get("request") or {}).get("codec"))
         try:
             out = self._out("rerun", codec if isinstance(codec, str) else None)
@@ -274,23 +286,27 @@ class Planner:
         if not isinstance(clips, list) or not 1 <= len(clips) <= MAX_SEQUENCE_ENTRIES:
             raise Refused(422, f"payload.spec.clips must be a list of 1..{MAX_SEQUENCE_ENTRIES} entries")
         run_clips = []
+        known: dict[str, Any] = {}   # the uploads' stored facts: planning runs no ffmpeg
         for i, c in enumerate(clips):
             if not isinstance(c, dict):
                 raise Refused(422, f"payload.spec.clips[{i}] must be a JSON object")
             c = dict(c)
             if "path" in c:
-                c["path"] = self.r.video(f"payload.spec.clips[{i}].path", c["path"])[0]
+                server_path, facts = self.r.video(f"payload.spec.clips[{i}].path", c["path"])
+                c["path"] = server_path
+                known[server_path.rstrip("/")] = facts
             run_clips.append(c)
         run_spec = {**spec, "clips": run_clips}
-        if isinstance(spec.get("audio"), dict):
+        if spec.get("audio") is not None:
             a = _obj(spec["audio"], "payload.spec.audio", ("path", "offset", "volume", "fade_in", "fade_out",
                                                            "loop"))
-            run_spec["audio"] = {**a, "path": self.r.upload("payload.spec.audio.path", a.get("path"),
-                                                             ("audio",)).path}
+            rec = self.r.upload("payload.spec.audio.path", a.get("path"), ("audio",))
+            run_spec["audio"] = {**a, "path": rec.path}
+            known[rec.path] = float(rec.info["duration"])
         try:
             loaded = load_spec(run_spec, base_dir=None)
             out = self._out("sequence", loaded.output.codec)
-            plan = plan_sequence(loaded, out)
+            plan = plan_sequence(loaded, out, known=known)
         except (ValueError, TypeError) as e:
             raise Refused(422, f"payload.spec: {self._hide_paths(str(e), run_spec, spec)}") from None
         mpx = plan.frames * plan.width * plan.height / 1e6
@@ -315,6 +331,25 @@ class Planner:
         if group not in ("rife", "realesrgan", "all"):
             raise Refused(422, f"payload.group={_short(group)} is not one of rife, realesrgan, all")
         return Intake("weights", p, {"group": group}, None)
+
+
+def file_fields() -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every payload field that names a file, per job kind: (kind, field path, what it takes).
+
+    What it takes: upload kinds ("image", "video", "audio") and/or "output" (a finished job's id).
+    Built from the schemas (the parameter spec's `upload` marks, the request, the sequence spec),
+    so a new file field in the spec shows up here and in the test that walks this list."""
+    from ..params import SPEC
+    marked = [n for n, prm in SPEC.items() if prm.upload]
+    post = [n for n in marked if n in _post_fields()]
+    return ([("generate", "payload.request.image", ("image",))]
+            + [("generate", f"payload.request.{n}", SPEC[n].upload) for n in marked]
+            + [("post", "payload.input", ("video", "output"))]
+            + [("post", f"payload.settings.{n}", SPEC[n].upload) for n in post]
+            + [("rerun", "payload.manifest", ("output",))]
+            + [("rerun", f"payload.overrides.{n}", SPEC[n].upload) for n in post]
+            + [("sequence", "payload.spec.clips[].path", ("video", "output")),
+               ("sequence", "payload.spec.audio.path", ("audio",))])
 
 
 def _post_fields() -> list[str]:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any
 DEFAULT_MAX_UPLOAD_MB = 50.0
 UPLOAD_KINDS = ("image", "video", "audio")
 VIDEO_MAX_SIDE = 4096
-VIDEO_MAX_FRAMES = 20_000
-PROBE_TIMEOUT_S = 60.0
+VIDEO_MAX_FRAMES = 20_000          # $STUDIO_MAX_VIDEO_FRAMES
+MAX_MEDIA_SECONDS = 600.0          # $STUDIO_MAX_MEDIA_SECONDS: the longest audio or video accepted
+VIDEO_MIN_FPS, VIDEO_MAX_FPS = 1.0, 240.0
 
 
 def uploads_dir(owner: str | None = None) -> Path:
@@ -70,8 +70,9 @@ def accept_audio(name: str, data: bytes) -> Path:
     Raises ValueError whose text names the file and says what is wrong (too big, wrong type, no
     audio stream ffmpeg can read).
     """
+    from postfx.media import MediaRefused
+
     from ..outputs import atomic_path
-    from ..sequence.audio import audio_duration
     ext = Path(name).suffix.lower().lstrip(".")
     if ext not in AUDIO_TYPES:
         raise ValueError(f"{name}: .{ext or '?'} is not an accepted audio type ({', '.join(AUDIO_TYPES)})")
@@ -86,11 +87,13 @@ def accept_audio(name: str, data: bytes) -> Path:
         with atomic_path(dest) as tmp:
             tmp.write_bytes(data)
             try:
-                secs = audio_duration(tmp)
-            except ValueError:
+                kind, _ = media_facts(tmp, name)
+            except MediaRefused as e:
+                if e.refers:
+                    raise
                 raise ValueError(f"{name} is not readable audio (no audio stream in it)") from None
-            if secs <= 0:
-                raise ValueError(f"{name} holds no sound (duration 0 s)")
+            if kind != "audio":
+                raise ValueError(f"{name} is a video, not audio")
     return dest
 
 
@@ -139,40 +142,38 @@ def clean_name(name: Any, default: str = "upload") -> str:
     return safe or default
 
 
-def _ffmpeg_probe(path: Path) -> str:
-    from postfx.assemble import ffmpeg_exe
-    try:
-        res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
-                             text=True, timeout=PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise ValueError("reading its header took too long") from None
-    return res.stderr
+def media_limits() -> tuple[float, int]:
+    """(longest audio/video in seconds, most video frames) accepted at upload, from the environment."""
+    return (float(os.environ.get("STUDIO_MAX_MEDIA_SECONDS", MAX_MEDIA_SECONDS)),
+            int(os.environ.get("STUDIO_MAX_VIDEO_FRAMES", VIDEO_MAX_FRAMES)))
 
 
-def _video_info(path: Path, header: str, name: str) -> dict[str, Any]:
-    from postfx.assemble import ffmpeg_exe
-    m = re.search(r"Stream #\d+:\d+.*Video: (\w+).*?, (\d{2,5})x(\d{2,5})", header)
-    if not m:
-        raise ValueError(f"{name}: no video stream with a readable size")
-    w, h = int(m.group(2)), int(m.group(3))
-    if max(w, h) > VIDEO_MAX_SIDE:
-        raise ValueError(f"{name} is {w}x{h}; videos may be at most {VIDEO_MAX_SIDE} pixels on a side")
-    try:   # count frames without decoding them (stream copy), bounded in time
-        res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
-                              "-c", "copy", "-f", "null", "-"], capture_output=True, text=True,
-                             timeout=PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"{name}: counting its frames took too long") from None
-    counts = re.findall(r"frame=\s*(\d+)", res.stderr)
-    frames = int(counts[-1]) if counts else 0
-    fps_m = re.search(r"([\d.]+) fps", header) or re.search(r"([\d.]+) tbr", header)
-    fps = float(fps_m.group(1)) if fps_m else 0.0
-    if frames < 1 or fps <= 0:
-        raise ValueError(f"{name} has no readable video frames")
-    if frames > VIDEO_MAX_FRAMES:
-        raise ValueError(f"{name} has {frames} frames; at most {VIDEO_MAX_FRAMES} are accepted")
-    return {"width": w, "height": h, "frames": frames, "fps": round(fps, 6),
-            "duration": round(frames / fps, 4)}
+def media_facts(path: Path, name: str) -> tuple[str, dict[str, Any]]:
+    """('video'|'audio', facts) of a media file: probed once (`postfx.media.probe`: sniffed format from
+    an allow-list, forced demuxer, header only) and held to the upload limits; ValueError naming it.
+
+    The facts are what every later decode of the file yields (format, duration, and for a video its
+    size, fps and frame count), so the ledger plans from them without running ffmpeg again."""
+    from postfx.media import probe
+    f = probe(path, name)      # MediaRefused (a ValueError) names the file and says why
+    max_s, max_frames = media_limits()
+    if f.duration > max_s:
+        raise ValueError(f"{name} lasts {f.duration:,.1f} s; audio and video may be at most {max_s:g} s")
+    if not f.has_video:
+        if f.duration <= 0:
+            raise ValueError(f"{name} holds no sound (duration 0 s)")
+        return "audio", {"duration": round(f.duration, 4), "format": f.format}
+    if max(f.width, f.height) > VIDEO_MAX_SIDE:
+        raise ValueError(f"{name} is {f.width}x{f.height}; videos may be at most {VIDEO_MAX_SIDE} pixels "
+                         "on a side")
+    if not VIDEO_MIN_FPS <= f.fps <= VIDEO_MAX_FPS:
+        raise ValueError(f"{name} plays at {f.fps:g} fps; videos must be {VIDEO_MIN_FPS:g}.."
+                         f"{VIDEO_MAX_FPS:g} fps")
+    if f.frames > max_frames:
+        raise ValueError(f"{name} has {f.frames:,} frames ({f.duration:g} s at {f.fps:g} fps); at most "
+                         f"{max_frames:,} are accepted")
+    return "video", {"width": f.width, "height": f.height, "frames": f.frames, "fps": f.fps,
+                     "duration": f.duration, "format": f.format}
 
 
 def decode_check(path: Path) -> tuple[int, int]:
@@ -201,8 +202,9 @@ def decode_check(path: Path) -> tuple[int, int]:
 def inspect_upload(path: Path, name: str) -> tuple[str, dict[str, Any]]:
     """What an uploaded file is, by its content: ('image'|'video'|'audio', info).  ValueError otherwise.
 
-    An image is fully decoded (so a corrupt or truncated one is refused here, not in a job); a video's
-    size and frame count and an audio file's duration are read with ffmpeg, each bounded in time.
+    An image is fully decoded (so a corrupt or truncated one is refused here, not in a job); audio and
+    video are probed once (`media_facts`): a container that is not a plain single file (playlists,
+    concat lists, text naming files or URLs) is refused, and so is media over the duration limits.
     """
     from PIL import UnidentifiedImageError
 
@@ -218,19 +220,7 @@ def inspect_upload(path: Path, name: str) -> tuple[str, dict[str, Any]]:
         except ImageError as e:
             raise ValueError(f"{name}: {e.reason}") from None
         return "image", {"width": w, "height": h}
-    header = _ffmpeg_probe(path)
-    if re.search(r"Stream #\d+:\d+.*Video:", header) and "attached pic" not in header:
-        return "video", _video_info(path, header, name)
-    if re.search(r"Stream #\d+:\d+.*Audio:", header):
-        from ..sequence.audio import audio_duration
-        try:
-            secs = audio_duration(path, where=name)
-        except ValueError:
-            secs = 0.0
-        if secs <= 0:
-            raise ValueError(f"{name} holds no sound (duration 0 s)")
-        return "audio", {"duration": round(secs, 4)}
-    raise ValueError(f"{name} is not an image, video or audio file the studio can read")
+    return media_facts(path, name)
 
 
 class UploadStore:
@@ -251,7 +241,8 @@ class UploadStore:
         try:
             size = src.stat().st_size
             if max_total_bytes is not None:
-                used = self.total_bytes(owner)
+                from .incoming import incoming_bytes
+                used = self.total_bytes(owner) + incoming_bytes(uploads_dir(owner), exclude=src.parent)
                 if used + size > max_total_bytes:
                     raise QuotaExceeded(owner, used, size, max_total_bytes)
             kind, info = inspect_upload(src, name)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_PID_IN_NAME = re.compile(r"(?:\.part-|\.old-|^studio-(?:enc|seq|zip)-)(\d+)-")
+_PID_IN_NAME = re.compile(r"(?:\.part-|\.old-|^\.incoming-|^studio-(?:enc|seq|zip)-)(\d+)-")
 
 
 def sweep_stale(outputs: Path | None = None, tmp: Path | None = None) -> list[Path]:

@@ -7,8 +7,6 @@ end, on silence — so the sound never stops with a click; silence follows it.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import wave
 from pathlib import Path
 
@@ -18,27 +16,27 @@ RATE = 44_100
 JOIN_FADE = 0.01   # seconds: the shortest fade where a non-looping bed stops before the video ends
 
 
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary that imageio-ffmpeg ships."""
-    import imageio_ffmpeg
+def audio_duration(path: str | Path, where: str = "audio.path", *, known: float | None = None) -> float:
+    """Seconds of sound in a file, from its header (`postfx.media.probe`: a sniffed, allowed container;
+    nothing decoded); ValueError naming `where` (and the file's base name only) otherwise.
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def audio_duration(path: str | Path, where: str = "audio.path") -> float:
-    """Seconds of sound in a file; ValueError naming `where` if it is missing or has no audio."""
+    `known`: the duration already recorded for this file (an upload's stored facts): no ffmpeg runs.
+    """
+    if known is not None:
+        return float(known)
+    from postfx.media import MediaRefused, probe
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{where}={str(path)!r} does not exist")
-    res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)],
-                         capture_output=True, text=True, check=False)
-    if not re.search(r"Stream #\d+:\d+.*Audio:", res.stderr):
-        raise ValueError(f"{where}={str(path)!r} has no audio stream")
-    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", res.stderr)
-    if not m:
-        raise ValueError(f"{where}={str(path)!r}: cannot read its duration")
-    h, mi, s = m.groups()
-    return int(h) * 3600 + int(mi) * 60 + float(s)
+        raise ValueError(f"{where}={p.name!r} does not exist")
+    try:
+        facts = probe(p)
+    except MediaRefused as e:
+        raise ValueError(f"{where}={p.name!r} {e.reason}") from None
+    if not facts.has_audio:
+        raise ValueError(f"{where}={p.name!r} has no audio stream")
+    if facts.duration <= 0:
+        raise ValueError(f"{where}={p.name!r}: cannot read its duration")
+    return facts.duration
 
 
 def build_bed(samples: np.ndarray, duration: float, *, loop: bool, volume: float, fade_in: float,
@@ -79,11 +77,8 @@ def bed_audio_spec(bed, path: Path, duration: float, tmpdir: Path):
     """
     from postfx.assemble import AudioSpec, decode_audio
 
-    samples = decode_audio(path, RATE)
-    start = int(round(bed.offset * RATE))
-    if start >= len(samples):
-        raise ValueError(f"audio.offset={bed.offset:g} is at or past the end of {str(path)!r}")
-    data = build_bed(samples[start:], duration, loop=bed.loop, volume=bed.volume, fade_in=bed.fade_in,
+    samples = decode_audio(path, RATE, start=bed.offset, duration=duration)   # only what is heard
+    data = build_bed(samples, duration, loop=bed.loop, volume=bed.volume, fade_in=bed.fade_in,
                      fade_out=bed.fade_out)
     wav = write_wav(data, tmpdir / "bed.wav")
     return AudioSpec(path=str(wav), offset=0.0, volume=1.0, fade_in=0.0, fade_out=0.0, loop=False)

@@ -83,30 +83,47 @@ def fit_frame(frame: np.ndarray, out_w: int, out_h: int, fit: str,
     return out
 
 
+def used_span(n_src: int, fps_src: float, fps_out: float, trim_in: float, trim_out: float | None,
+              speed: float, resample: str = "nearest") -> tuple[int, int]:
+    """The source frames [lo, hi) that `retime` reads for this trim: all a decoder has to produce."""
+    end = n_src / fps_src if trim_out is None else trim_out
+    n_out = frame_count((end - trim_in) / speed, fps_out)
+    idx = source_indices(n_out, fps_out, fps_src, n_src, trim_in, speed)
+    lo, hi = int(idx.min()), int(idx.max()) + 1
+    if resample == "rife" and fps_out * speed > fps_src + _EPS:
+        lo = min(lo, int(math.floor(trim_in * fps_src + _EPS)))
+        hi = max(hi, min(n_src, int(math.ceil(end * fps_src - _EPS)) + 1))
+    return lo, hi
+
+
 def retime(clip: Clip, fps_out: float, trim_in: float, trim_out: float | None, speed: float,
-           resample: str, ctx=None) -> np.ndarray:
+           resample: str, ctx=None, *, first: int = 0, n_total: int | None = None) -> np.ndarray:
     """Trim, speed-change and resample a clip's frames to `fps_out` (source size kept).
 
     With resample="rife" and more output frames per second of source than the clip has, the
     trimmed frames are first interpolated by RIFE (postfx.interpolate.Interpolate, target_fps)
     to the rate the output needs, then sampled; otherwise frames are duplicated or dropped.
+
+    `clip` may hold only part of the source: its frames are source frames `first` .. of a source of
+    `n_total` frames (the span `used_span` names; times and trims stay those of the whole source).
     """
-    n_src = clip.frames.shape[0]
+    n_src = clip.frames.shape[0] + first if n_total is None else n_total
     end = n_src / clip.fps if trim_out is None else trim_out
     n_out = frame_count((end - trim_in) / speed, fps_out)
-    frames, fps_src, t0 = clip.frames, clip.fps, trim_in
     need_fps = fps_out * speed
     if resample == "rife" and need_fps > clip.fps + _EPS:
-        first = int(math.floor(trim_in * clip.fps + _EPS))
+        f0 = int(math.floor(trim_in * clip.fps + _EPS))
         last = min(n_src, int(math.ceil(end * clip.fps - _EPS)) + 1)
-        part = Clip(np.ascontiguousarray(clip.frames[first:last]), clip.fps)
+        part = Clip(np.ascontiguousarray(clip.frames[f0 - first:last - first]), clip.fps)
         if part.frames.shape[0] >= 2:
             from postfx.interpolate import Interpolate  # lazy: heavy, and optional
 
             part = Interpolate(target_fps=need_fps).apply(part, ctx)
-            frames, fps_src, t0 = part.frames, part.fps, trim_in - first / clip.fps
-    idx = source_indices(n_out, fps_out, fps_src, frames.shape[0], t0, speed)
-    return frames[idx]
+            idx = source_indices(n_out, fps_out, part.fps, part.frames.shape[0], trim_in - f0 / clip.fps,
+                                 speed)
+            return part.frames[idx]
+    idx = source_indices(n_out, fps_out, clip.fps, n_src, trim_in, speed) - first
+    return clip.frames[idx]
 
 
 def conform_clip(clip: Clip, out_w: int, out_h: int, fps_out: float, *, trim_in: float = 0.0,

@@ -57,7 +57,7 @@ def continue_from_last_frame(clip_path: str | Path, req: Any, out: str | Path | 
     """
     import cv2
 
-    from postfx.assemble import read_video, write_video
+    from postfx.assemble import last_frame, write_video
 
     from ..context import RunContext
     from ..outputs import new_output_path, write_manifest
@@ -67,7 +67,7 @@ def continue_from_last_frame(clip_path: str | Path, req: Any, out: str | Path | 
     if not src.exists():
         raise ValueError(f"clip_path={str(clip_path)!r} does not exist")
     ctx = ctx or RunContext(device=default_device())
-    last = read_video(src).frames[-1]
+    last = last_frame(src)
     if out is None:
         from postfx.assemble import extension_for
         out = new_output_path(src.stem[:30] + "-next", extension_for(req.codec))

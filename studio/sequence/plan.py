@@ -136,8 +136,14 @@ def _clip_frames(spec: SequenceSpec, i: int, src: SourceInfo, where: str) -> int
     return frame_count((end - c.trim_in) / c.speed, spec.output.fps)
 
 
-def plan_sequence(spec: SequenceSpec, out: str | Path | None = None) -> SequencePlan:
-    """Probe every source and place every entry; ValueError naming the field if anything is off."""
+def plan_sequence(spec: SequenceSpec, out: str | Path | None = None, *,
+                  known: dict[str, Any] | None = None) -> SequencePlan:
+    """Probe every source and place every entry; ValueError naming the field if anything is off.
+
+    `known` maps a source path (as resolved from the spec) to facts already recorded for it (an
+    upload's: a `SourceInfo` for a video, seconds for the audio bed); those files are not probed.
+    """
+    known = known or {}
     from postfx.assemble import codec_for
 
     o = spec.output
@@ -160,7 +166,7 @@ def plan_sequence(spec: SequenceSpec, out: str | Path | None = None) -> Sequence
             entries.append(EntryPlan(i, "title", label, n, 0, 0, "cut"))
             continue
         path = spec.resolve(c.path)
-        src = probe_source(path, f"{where}.path")
+        src = known.get(str(path)) or probe_source(path, f"{where}.path")
         sources[i] = src
         n = _clip_frames(spec, i, src, where)
         entries.append(EntryPlan(i, "clip", path.name, n, 0, 0, "cut", path, src))
@@ -200,7 +206,7 @@ def plan_sequence(spec: SequenceSpec, out: str | Path | None = None) -> Sequence
         if codec == "gif":
             raise ValueError("audio: a GIF cannot carry audio (choose .mp4/.webm/.mov or drop the audio)")
         audio_path = spec.resolve(spec.audio.path)
-        secs = audio_duration(audio_path, "audio.path")
+        secs = audio_duration(audio_path, "audio.path", known=known.get(str(audio_path)))
         if spec.audio.offset >= secs:
             raise ValueError(f"audio.offset={spec.audio.offset:g} is at or past the end of the audio "
                              f"({secs:.3f} s)")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..context import RunContext
-from .conform import fit_frame, retime, source_indices
+from .conform import fit_frame, retime, source_indices, used_span
 from .continuation import color_drift, match_colors
 from .plan import EntryPlan, SequencePlan, plan_sequence
 from .spec import SequenceSpec, load_spec, parse_color
@@ -37,17 +37,22 @@ def _buffer(n: int, h: int, w: int, tmpdir: Path) -> np.ndarray:
     return np.memmap(tmpdir / "frames.u8", dtype=np.uint8, mode="w+", shape=(n, h, w, 3))
 
 
-def _read(path: Path) -> Clip:
+def _read(path: Path, start: int = 0, count: int | None = None) -> Clip:
+    """Source frames `start` .. `start + count - 1` only: the decoder seeks and stops."""
     from postfx.assemble import read_video
 
-    return read_video(path)
+    return read_video(path, count, start_frame=start)
 
 
 def _clip_frames(plan: SequencePlan, e: EntryPlan, ctx: RunContext) -> np.ndarray:
-    """Source frames of a video entry after trim, speed and fps change (source size)."""
+    """Source frames of a video entry after trim, speed and fps change (source size).
+
+    Only the span the trim uses is decoded (`used_span`), never the whole file."""
     c = plan.spec.clips[e.index]
-    src = _read(e.path)
-    frames = retime(src, plan.fps, c.trim_in, c.trim_out, c.speed, plan.spec.output.resample, ctx)
+    n_src, resample = e.source.frames, plan.spec.output.resample
+    lo, hi = used_span(n_src, e.source.fps, plan.fps, c.trim_in, c.trim_out, c.speed, resample)
+    src = _read(e.path, lo, hi - lo)
+    frames = retime(src, plan.fps, c.trim_in, c.trim_out, c.speed, resample, ctx, first=lo, n_total=n_src)
     if frames.shape[0] != e.frames:
         raise RuntimeError(f"clips[{e.index}] gave {frames.shape[0]} frames but the plan said {e.frames}")
     return frames
@@ -59,9 +64,10 @@ def _title_frame(plan: SequencePlan, e: EntryPlan, pad: tuple[int, int, int]) ->
     if c.over is not None:
         src_entry = plan.entries[c.over.clip]
         oc = plan.spec.clips[c.over.clip]
-        src = _read(src_entry.path)
-        i = source_indices(1, 1.0, src.fps, src.frames.shape[0], oc.trim_in + c.over.time)[0]
-        bg = fit_frame(src.frames[i], plan.width, plan.height, oc.fit or plan.spec.output.fit, pad)
+        info = src_entry.source
+        i = int(source_indices(1, 1.0, info.fps, info.frames, oc.trim_in + c.over.time)[0])
+        src = _read(src_entry.path, i, 1)
+        bg = fit_frame(src.frames[0], plan.width, plan.height, oc.fit or plan.spec.output.fit, pad)
     return render_title(c.title, plan.width, plan.height, font_size=c.font_size, color=c.color,
                         background=c.background, frame=bg, dim=c.over.dim if c.over else 0.0)
 
