@@ -394,6 +394,8 @@ class DiffusionEngine(Engine):
         # and the abandoned run stops itself at its next step boundary
         from postfx.cancel import interruptible
         out = interruptible(call, ctx.check_cancel)()
+        if prev is not None:
+            prev.flush()
         cache_stats, batch_sizes = stats["cache"], stats["batches"]
         ctx.check_cancel()
         frames = to_uint8_frames(out.frames[0] if isinstance(out.frames, list) else out.frames)

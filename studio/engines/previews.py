@@ -74,7 +74,13 @@ def middle_frame(latents: Any, layout: str, width: int, height: int, spatial: in
     layout "bcthw" (Wan), "packed" (LTX: B×(T·h·w)×C, patch size 1) or "btchw" (SVD).
     """
     import torch
-    lat = latents.detach()[0].to("cpu", torch.float32)
+    return middle_frame_tensor(latents.detach().to("cpu", torch.float32), layout, width, height, spatial).numpy()
+
+
+def middle_frame_tensor(latents: Any, layout: str, width: int, height: int, spatial: int) -> Any:
+    """`middle_frame` as a tensor on the latents' own device (no copy to the host)."""
+    import torch
+    lat = latents.detach()[0].to(torch.float32)
     if layout == "packed":
         h, w = height // spatial, width // spatial
         lat = lat.reshape(-1, h, w, lat.shape[-1]).permute(3, 0, 1, 2)  # C×T×h×w
@@ -84,7 +90,7 @@ def middle_frame(latents: Any, layout: str, width: int, height: int, spatial: in
         layout = "cthw"
     else:
         layout = "cthw"
-    return lat[:, lat.shape[1] // 2].numpy()
+    return lat[:, lat.shape[1] // 2]
 
 
 class StepPreviewer:
@@ -96,10 +102,43 @@ class StepPreviewer:
         self.width, self.height, self.spatial, self.every = width, height, spatial, max(1, every)
         self.shown = 0
 
+        self._pending: list[tuple[Any, Any]] = []  # (event, pinned host copy) on CUDA
+
     def __call__(self, step: int, latents: Any) -> None:
-        """After denoising step `step` (1-based)."""
+        """After denoising step `step` (1-based).
+
+        On CUDA the middle frame is copied to pinned host memory without waiting, and shown at a
+        later step once its copy has landed (or by `flush`): a preview never serialises the GPU.
+        """
+        self._show_landed(wait=False)
         if self.ctx.preview is None or step % self.every:
             return
-        lat = middle_frame(latents, self.layout, self.width, self.height, self.spatial)
+        lat = middle_frame_tensor(latents, self.layout, self.width, self.height, self.spatial)
+        if not lat.is_cuda:
+            self._show(lat.numpy())
+            return
+        import torch
+        host = torch.empty(lat.shape, dtype=lat.dtype, pin_memory=True)
+        host.copy_(lat, non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        self._pending = [(ev, host)]  # only the newest preview matters
+
+    def flush(self) -> None:
+        """Show a preview still in flight (after the loop: waiting then costs nothing)."""
+        self._show_landed(wait=True)
+
+    def _show_landed(self, wait: bool) -> None:
+        if not self._pending:
+            return
+        ev, host = self._pending[0]
+        if wait:
+            ev.synchronize()
+        elif not ev.query():
+            return
+        self._pending = []
+        self._show(host.numpy())
+
+    def _show(self, lat: np.ndarray) -> None:
         self.ctx.preview(self.mapping.image(lat, self.width, self.height))
         self.shown += 1
