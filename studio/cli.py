@@ -88,6 +88,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
         req = GenerationRequest(image=ns.image, **_given(ns, GEN_FLAGS + POST_FLAGS + OUT_FLAGS))
         req.loras = [LoraRef(**d) for d in _parse_loras(ns.lora)]
         req.extra = _parse_extra(ns.set)
+    if getattr(ns, "speed_tier", None):
+        req.extra = dict(req.extra or {}) | {"speed": ns.speed_tier}
     if not Path(req.image).exists():
         raise ValueError(f"image {req.image!r} does not exist")
     from .images import probe_image
@@ -247,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(g, GEN_FLAGS + POST_FLAGS + OUT_FLAGS)
     g.add_argument("--lora", action="append", metavar="NAME[:STRENGTH]", help="LoRA from loras/")
     g.add_argument("--set", action="append", metavar="NAME=VALUE", help="engine-specific setting")
+    from .speed import SPEED, TIERS
+    g.add_argument("--speed-tier", choices=TIERS, default=None,
+                   help=f"{SPEED.help} Same as --set speed=TIER (diffusion engines; --speed is the "
+                        "camera's).")
     g.add_argument("--out", help="output path (.mp4 .webm .gif .mov, or a folder ending in /)")
     g.add_argument("--from-manifest", metavar="M.json", help="reproduce a run from its manifest")
     g.add_argument("--plan", action="store_true", help="print the ledger and stop")

@@ -161,3 +161,18 @@ def _with(req: GenerationRequest, **extra) -> GenerationRequest:
     r = copy.copy(req)
     r.extra = dict(req.extra) | extra
     return r
+
+
+def test_cli_takes_the_tier_and_names_a_bad_one():
+    import subprocess
+    import sys
+    from pathlib import Path
+    img = str(Path(__file__).resolve().parent / "data" / "coffee.jpg")
+    base = [sys.executable, "-m", "studio", "generate", img, "--engine", "wan-i2v", "--prompt", "a cat",
+            "--frames", "17", "--plan", "--device", "cpu"]
+    ok = subprocess.run(base + ["--speed-tier", "cache"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "[full, speed cache]" in ok.stdout, ok.stderr
+    bad = subprocess.run(base + ["--set", "speed=turbo"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "speed='turbo' is not one of exact, fp8, cache" in bad.stderr
+    fp8 = subprocess.run(base + ["--speed-tier", "fp8"], capture_output=True, text=True, timeout=300)
+    assert fp8.returncode == 2 and "fp8 tensor cores" in fp8.stderr
