@@ -74,7 +74,8 @@ def middle_frame(latents: Any, layout: str, width: int, height: int, spatial: in
     layout "bcthw" (Wan), "packed" (LTX: B×(T·h·w)×C, patch size 1) or "btchw" (SVD).
     """
     import torch
-    return middle_frame_tensor(latents.detach().to("cpu", torch.float32), layout, width, height, spatial).numpy()
+    lat = latents.detach().to("cpu", torch.float32)
+    return middle_frame_tensor(lat, layout, width, height, spatial).numpy()
 
 
 def middle_frame_tensor(latents: Any, layout: str, width: int, height: int, spatial: int) -> Any:
