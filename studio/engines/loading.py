@@ -41,7 +41,7 @@ COMFY_DIRS = {"transformer": ("diffusion_models", "unet", "checkpoints"),
               "transformer_2": ("diffusion_models", "unet"),
               "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",),
               "vae": ("vae", "checkpoints")}
-CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor"}
+CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor", "guider"}
 _RANK = {"fp32": 0, "bf16": 0, "fp16": 0}
 
 
@@ -162,21 +162,20 @@ def empty_model(engine_id: str, name: str, cls_name: str) -> Any:
     """The component with parameters on the meta device (buffers real), from its config."""
     from accelerate import init_empty_weights
     cfg_dir = configs_dir(engine_id) / name
+    cls = _lib_class(cls_name)
     with init_empty_weights():
-        if cls_name in wf.KIND_OF_CLASS and wf.converter(cls_name) is not None:
-            import diffusers
-            cls = getattr(diffusers, cls_name)
+        if hasattr(cls, "load_config"):  # a diffusers model (pipeline-local ones such as LTX-2's vocoder too)
             return cls.from_config(cls.load_config(str(cfg_dir)))
-        import transformers
-        cls = getattr(transformers, cls_name)
         return cls(cls.config_class.from_pretrained(str(cfg_dir)))
 
 
-def _tokenizer_dir(engine: DiffusionEngine) -> Path | None:
+def _tokenizer_dir(engine: DiffusionEngine, name: str = "tokenizer") -> Path | None:
     from ..modelmgr import _hf_cache_snapshots
-    cands = [models_dir() / engine.engine_dir / "tokenizer"]
-    cands += [s / "tokenizer" for s in _hf_cache_snapshots(engine.repo)]
-    for repo in getattr(engine, "tokenizer_repos", ()):
+    cands = [models_dir() / engine.engine_dir / name]
+    cands += [s / name for s in _hf_cache_snapshots(engine.repo)]
+    repos = getattr(engine, "tokenizer_repos", ()) if name == "tokenizer" else \
+        getattr(engine, "extra_tokenizer_repos", {}).get(name, ())
+    for repo in repos:
         cands += _hf_cache_snapshots(repo)
     for c in cands:
         if c.is_dir() and any((c / n).is_file() for n in ("tokenizer.json", "spiece.model",
@@ -212,7 +211,7 @@ def inventory(engine: DiffusionEngine) -> Inventory:
         elif name in CONFIG_ONLY:
             inv.parts[name] = Part(name, cls_name, "config", configs_dir(engine.id) / name)
         elif name.startswith("tokenizer"):
-            d = _tokenizer_dir(engine)
+            d = _tokenizer_dir(engine, name)
             inv.parts[name] = (Part(name, cls_name, "tokenizer", d) if d else
                                Part(name, cls_name, "missing", detail="no tokenizer folder"))
         elif _folder_ok(local / name):
@@ -267,9 +266,15 @@ def load_part(engine_id: str, part: Part, dtype: Any) -> Any:
 
 
 def _lib_class(cls_name: str) -> Any:
+    """A component class by name: diffusers, a diffusers pipeline's own models (LTX-2's connectors,
+    vocoder and latent upsampler live in `diffusers.pipelines.ltx2`), or transformers."""
     import diffusers
     import transformers
-    return getattr(diffusers, cls_name, None) or getattr(transformers, cls_name)
+    found = getattr(diffusers, cls_name, None)
+    if found is None and cls_name.startswith("LTX2"):
+        from diffusers.pipelines import ltx2
+        found = getattr(ltx2, cls_name, None)
+    return found or getattr(transformers, cls_name)
 
 
 def _load_safetensors(engine_id: str, part: Part, dtype: Any) -> Any:
