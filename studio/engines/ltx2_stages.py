@@ -83,6 +83,9 @@ def run_two_stage(engine: Any, pipe: Any, kwargs: dict[str, Any], req: Generatio
                num_inference_steps=len(STAGE2_SIGMAS), sigmas=STAGE2_SIGMAS, noise_scale=STAGE2_SIGMAS[0],
                guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, audio_guidance_scale=1.0,
                audio_stg_scale=0.0, audio_modality_scale=1.0)
+    cb, n1 = kwargs.get("callback_on_step_end"), int(kwargs["num_inference_steps"])
+    if cb is not None:  # stage 2's steps count on from stage 1's
+        two["callback_on_step_end"] = lambda p, i, t, kw: cb(p, i + n1, t, kw)
     try:
         return pipe(**two)
     finally:

@@ -1,0 +1,177 @@
+"""LTX-2 (picture + stereo sound) and HunyuanVideo 1.5 I2V on tiny random models built from configs
+(diffusers' own tiny test sizes), through the studio: engine.run, engine.generate and
+pipeline.generate with the ledger.  CPU, 32–84 px, 9 frames, 2 steps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+import tiny_av_models as ta  # noqa: E402
+import tiny_layouts as tl  # noqa: E402
+
+from studio.context import RunContext  # noqa: E402
+from studio.engines import get_engine  # noqa: E402
+from studio.request import GenerationRequest, LoraRef  # noqa: E402
+
+LTX, HY = "ltx2", "hunyuanvideo1.5-i2v"
+RNG = np.random.default_rng(0)
+WIDE = RNG.integers(0, 256, (36, 64, 3), dtype=np.uint8)     # 16:9
+SQUARE = RNG.integers(0, 256, (48, 48, 3), dtype=np.uint8)   # 1:1
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Both tiny pipelines as diffusers folders, their configs as the shipped configs, and the ×2
+    latent upsampler in models/ltx2/latent_upsampler/."""
+    root = tmp_path_factory.mktemp("av-engines")
+    pipes = {LTX: ta.tiny_ltx2(), HY: ta.tiny_hunyuan15()}
+    for eid, pipe in pipes.items():
+        pipe.save_pretrained(str(root / "models" / eid), safe_serialization=True)
+        tl.save_configs(pipe, root / "configs" / eid)
+    ta.tiny_upsampler().save_pretrained(str(root / "models" / LTX / "latent_upsampler"))
+    return {"root": root, "pipes": pipes}
+
+
+@pytest.fixture()
+def env(saved, monkeypatch, tmp_path):
+    root = saved["root"]
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(root / "models"))
+    monkeypatch.setenv("STUDIO_CONFIGS_DIR", str(root / "configs"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root / "no-hf-cache"))
+    monkeypatch.setenv("STUDIO_LORAS_DIR", str(tmp_path / "loras"))
+    from studio.modelmgr import MANAGER
+    MANAGER.evict()
+    yield saved
+    MANAGER.evict()
+
+
+def _req(eid: str, image: str = "in.png", **kw) -> GenerationRequest:
+    eng = get_engine(eid)
+    base = dict(image=image, prompt="a cat zooming in", engine=eid, frames=9, width=32, height=32, fps=24.0,
+                steps=2, guidance=3.0, seed=0)
+    extra = kw.pop("extra", {})
+    req = GenerationRequest(**{**base, **kw})
+    req.extra = {**{k: p.default for k, p in eng.extra_spec().items()}, **extra}
+    return req
+
+
+@pytest.mark.parametrize("fps", [24.0, 25.0])
+def test_ltx2_gives_frames_and_stereo_sound_exactly_as_long_as_the_video(env, fps):
+    eng, pipe = get_engine(LTX), env["pipes"][LTX]
+    steps: list[tuple] = []
+    clip = eng.run(pipe, WIDE, _req(LTX, fps=fps), RunContext(progress=lambda *a: steps.append(a)))
+    assert clip.frames.shape == (9, 32, 32, 3) and steps == [("denoise", 1, 2), ("denoise", 2, 2)]
+    a = clip.audio
+    rate = pipe.vocoder.config.output_sampling_rate
+    assert a is not None and a.rate == rate == 1600 and a.samples.dtype == np.float32
+    assert a.samples.shape == (round(9 / fps * rate), 2)          # 600 at 24 fps, 576 at 25
+    assert a.samples.shape[0] / a.rate == pytest.approx(9 / fps, abs=0.5 / rate)  # to the sample
+    assert np.abs(a.samples).max() <= 1.0
+    got = clip.meta["audio"]["vocoder_samples"]
+    assert abs(got - a.samples.shape[0]) < 0.25 * a.samples.shape[0]  # the vocoder made most of it
+    assert a.samples[: min(got, a.samples.shape[0])].std() > 0        # real sound, not padding
+    # same seed, same sound; another seed, other sound
+    again = eng.run(pipe, WIDE, _req(LTX, fps=fps), RunContext()).audio.samples
+    assert np.array_equal(again, a.samples)
+    other = eng.run(pipe, WIDE, _req(LTX, fps=fps, seed=1), RunContext()).audio.samples
+    assert not np.array_equal(other, a.samples)
+
+
+def test_ltx2_through_pipeline_generate_keeps_the_sound(env, tmp_path):
+    from PIL import Image
+
+    from studio import pipeline
+    Image.fromarray(WIDE).save(tmp_path / "in.png")
+    req = _req(LTX, image=str(tmp_path / "in.png"))
+    res = pipeline.generate(req, out=tmp_path / "o.mp4", ctx=RunContext(device="cpu"))
+    base = res.base_clip
+    assert base.frames.shape == (9, 32, 32, 3)
+    assert base.audio.samples.shape == (600, 2) and base.audio.duration == 9 / 24
+    assert res.clip.audio is not None and res.clip.audio.duration == 9 / 24
+    assert res.manifest["engine_meta"]["audio"]["rate"] == 1600
+
+
+def test_ltx2_two_stage_upsamples_x2_and_costs_its_stages_in_the_ledger(env, monkeypatch):
+    from studio.pipeline import make_ledger
+    eng = get_engine(LTX)
+    monkeypatch.setattr(type(eng), "SECONDS_PER_UNIT_CUDA", 100.0)  # tiny model: make seconds visible
+    with pytest.raises(ValueError, match="width=96 must be a multiple of 64"):
+        eng.check_request(_req(LTX, width=96, height=64, extra={"two_stage": True}))
+    req = _req(LTX, width=64, height=64, extra={"two_stage": True})
+    one = _req(LTX, width=32, height=32)
+    three = _req(LTX, width=64, height=64, steps=3, guidance=1.0, extra={"stg_scale": 0.0, "modality_scale": 1.0})
+    est = eng.estimate(req, "cpu")["seconds"]
+    assert est == pytest.approx(eng.estimate(one, "cpu")["seconds"] + eng.estimate(three, "cpu")["seconds"],
+                                abs=0.02)
+    assert eng.estimate(one, "cpu")["seconds"] > 0 and est > eng.estimate(one, "cpu")["seconds"]
+    led = make_ledger(req)
+    assert (led.rows[0]["width"], led.rows[0]["height"]) == (64, 64)
+    assert led.rows[0]["est_seconds"] == pytest.approx(est, abs=0.01)
+    steps: list[tuple] = []
+    clip = eng.generate(WIDE, req, RunContext(progress=lambda *a: steps.append(a)))
+    assert clip.frames.shape == (9, 64, 64, 3)
+    assert [s[1:] for s in steps] == [(i, 5) for i in range(1, 6)]  # 2 base steps + 3 distilled
+    assert clip.audio.samples.shape == (600, 2)
+    assert any("two-stage" in n for n in clip.meta["notes"])
+
+
+def test_hunyuan_size_follows_the_image_and_the_ledger_says_it_first(env, tmp_path):
+    from PIL import Image
+
+    from studio import pipeline
+    from studio.engines.hunyuan15 import bucket_size
+    # the full-size model's buckets (target 640 on the 16-px grid)
+    assert bucket_size(1920, 1080) == (848, 480)
+    assert bucket_size(1080, 1920) == (480, 848)
+    assert bucket_size(1000, 1000) == (640, 640)
+    eng = get_engine(HY)
+    assert {"width", "height"} <= set(eng.ignores)
+    for arr, want in ((WIDE, (84, 48)), (SQUARE, (64, 64))):   # the tiny model: target 64, 4-px grid
+        p = tmp_path / f"in{arr.shape[1]}.png"
+        Image.fromarray(arr).save(p)
+        req = _req(HY, image=str(p))          # the request's own 32x32 is ignored
+        led = pipeline.make_ledger(req)       # before anything runs
+        assert (led.rows[0]["width"], led.rows[0]["height"]) == want
+        assert (led.final.width, led.final.height) == want
+        res = pipeline.generate(req, out=tmp_path / f"o{arr.shape[1]}.mp4", ctx=RunContext(device="cpu"))
+        assert res.base_clip.frames.shape == (9, want[1], want[0], 3)
+        assert res.base_clip.audio is None
+    with pytest.raises(ValueError, match="image='nope.png'"):
+        eng.plan(_req(HY, image="nope.png"))
+
+
+def test_hunyuan_guidance_goes_through_its_guider(env):
+    eng, pipe = get_engine(HY), env["pipes"][HY]
+    calls: list[int] = []
+    h = pipe.transformer.register_forward_hook(lambda m, a, k: calls.append(1))
+    try:
+        eng.run(pipe, WIDE, _req(HY, guidance=6.0), RunContext())
+        with_cfg = len(calls)
+        calls.clear()
+        eng.run(pipe, WIDE, _req(HY, guidance=1.0), RunContext())
+    finally:
+        h.remove()
+    assert (with_cfg, len(calls)) == (4, 2)   # 2 steps: cond + uncond each, then cond only
+    assert pipe.guider.guidance_scale == 6.0  # the loaded guider is left as it was
+
+
+def test_hunyuan_lora_check_says_diffusers_has_no_loader(env, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from studio.loras import LoraError, check_refs, validate_lora
+    d = tmp_path / "loras"
+    d.mkdir(exist_ok=True)
+    save_file({"transformer.x.lora_A.weight": torch.zeros(2, 4), "transformer.x.lora_B.weight": torch.zeros(4, 2)},
+              str(d / "s.safetensors"))
+    (d / "s.json").write_text(json.dumps({"family": "hunyuanvideo1.5-i2v"}))
+    eng = get_engine(HY)
+    rep = validate_lora(d / "s.safetensors", eng)
+    assert not rep.ok and "no LoRA loader for HunyuanVideo15ImageToVideoPipeline" in rep.message
+    with pytest.raises(LoraError, match="takes no LoRAs.*no LoRA loader"):
+        check_refs(eng, [LoraRef("s", 1.0)])
+    assert get_engine(LTX).supports_loras and get_engine(LTX).lora_mode == "pipeline"
