@@ -19,8 +19,8 @@ from studio.request import GenerationRequest, LoraRef  # noqa: E402
 
 LTX, HY = "ltx2", "hunyuanvideo1.5-i2v"
 RNG = np.random.default_rng(0)
-WIDE = RNG.integers(0, 256, (36, 64, 3), dtype=np.uint8)     # 16:9
-SQUARE = RNG.integers(0, 256, (48, 48, 3), dtype=np.uint8)   # 1:1
+WIDE = RNG.integers(0, 256, (36, 64, 3), dtype=np.uint8)  # 16:9
+SQUARE = RNG.integers(0, 256, (48, 48, 3), dtype=np.uint8)  # 1:1
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def env(saved, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(root / "no-hf-cache"))
     monkeypatch.setenv("STUDIO_LORAS_DIR", str(tmp_path / "loras"))
     from studio.modelmgr import MANAGER
+
     MANAGER.evict()
     yield saved
     MANAGER.evict()
@@ -51,8 +52,18 @@ def env(saved, monkeypatch, tmp_path):
 
 def _req(eid: str, image: str = "in.png", **kw) -> GenerationRequest:
     eng = get_engine(eid)
-    base = dict(image=image, prompt="a cat zooming in", engine=eid, frames=9, width=32, height=32, fps=24.0,
-                steps=2, guidance=3.0, seed=0)
+    base = dict(
+        image=image,
+        prompt="a cat zooming in",
+        engine=eid,
+        frames=9,
+        width=32,
+        height=32,
+        fps=24.0,
+        steps=2,
+        guidance=3.0,
+        seed=0,
+    )
     extra = kw.pop("extra", {})
     req = GenerationRequest(**{**base, **kw})
     req.extra = {**{k: p.default for k, p in eng.extra_spec().items()}, **extra}
@@ -68,12 +79,12 @@ def test_ltx2_gives_frames_and_stereo_sound_exactly_as_long_as_the_video(env, fp
     a = clip.audio
     rate = pipe.vocoder.config.output_sampling_rate
     assert a is not None and a.rate == rate == 1600 and a.samples.dtype == np.float32
-    assert a.samples.shape == (round(9 / fps * rate), 2)          # 600 at 24 fps, 576 at 25
+    assert a.samples.shape == (round(9 / fps * rate), 2)  # 600 at 24 fps, 576 at 25
     assert a.samples.shape[0] / a.rate == pytest.approx(9 / fps, abs=0.5 / rate)  # to the sample
     assert np.abs(a.samples).max() <= 1.0
     got = clip.meta["audio"]["vocoder_samples"]
     assert abs(got - a.samples.shape[0]) < 0.25 * a.samples.shape[0]  # the vocoder made most of it
-    assert a.samples[: min(got, a.samples.shape[0])].std() > 0        # real sound, not padding
+    assert a.samples[: min(got, a.samples.shape[0])].std() > 0  # real sound, not padding
     # same seed, same sound; another seed, other sound
     again = eng.run(pipe, WIDE, _req(LTX, fps=fps), RunContext()).audio.samples
     assert np.array_equal(again, a.samples)
@@ -85,6 +96,7 @@ def test_ltx2_through_pipeline_generate_keeps_the_sound(env, tmp_path):
     from PIL import Image
 
     from studio import pipeline
+
     Image.fromarray(WIDE).save(tmp_path / "in.png")
     req = _req(LTX, image=str(tmp_path / "in.png"))
     res = pipeline.generate(req, out=tmp_path / "o.mp4", ctx=RunContext(device="cpu"))
@@ -97,16 +109,20 @@ def test_ltx2_through_pipeline_generate_keeps_the_sound(env, tmp_path):
 
 def test_ltx2_two_stage_upsamples_x2_and_costs_its_stages_in_the_ledger(env, monkeypatch):
     from studio.pipeline import make_ledger
+
     eng = get_engine(LTX)
     monkeypatch.setattr(type(eng), "SECONDS_PER_UNIT_CUDA", 100.0)  # tiny model: make seconds visible
     with pytest.raises(ValueError, match="width=96 must be a multiple of 64"):
         eng.check_request(_req(LTX, width=96, height=64, extra={"two_stage": True}))
     req = _req(LTX, width=64, height=64, extra={"two_stage": True})
     one = _req(LTX, width=32, height=32)
-    three = _req(LTX, width=64, height=64, steps=3, guidance=1.0, extra={"stg_scale": 0.0, "modality_scale": 1.0})
+    three = _req(
+        LTX, width=64, height=64, steps=3, guidance=1.0, extra={"stg_scale": 0.0, "modality_scale": 1.0}
+    )
     est = eng.estimate(req, "cpu")["seconds"]
-    assert est == pytest.approx(eng.estimate(one, "cpu")["seconds"] + eng.estimate(three, "cpu")["seconds"],
-                                abs=0.02)
+    assert est == pytest.approx(
+        eng.estimate(one, "cpu")["seconds"] + eng.estimate(three, "cpu")["seconds"], abs=0.02
+    )
     assert eng.estimate(one, "cpu")["seconds"] > 0 and est > eng.estimate(one, "cpu")["seconds"]
     led = make_ledger(req)
     assert (led.rows[0]["width"], led.rows[0]["height"]) == (64, 64)
@@ -124,17 +140,18 @@ def test_hunyuan_size_follows_the_image_and_the_ledger_says_it_first(env, tmp_pa
 
     from studio import pipeline
     from studio.engines.hunyuan15 import bucket_size
+
     # the full-size model's buckets (target 640 on the 16-px grid)
     assert bucket_size(1920, 1080) == (848, 480)
     assert bucket_size(1080, 1920) == (480, 848)
     assert bucket_size(1000, 1000) == (640, 640)
     eng = get_engine(HY)
     assert {"width", "height"} <= set(eng.ignores)
-    for arr, want in ((WIDE, (84, 48)), (SQUARE, (64, 64))):   # the tiny model: target 64, 4-px grid
+    for arr, want in ((WIDE, (84, 48)), (SQUARE, (64, 64))):  # the tiny model: target 64, 4-px grid
         p = tmp_path / f"in{arr.shape[1]}.png"
         Image.fromarray(arr).save(p)
-        req = _req(HY, image=str(p))          # the request's own 32x32 is ignored
-        led = pipeline.make_ledger(req)       # before anything runs
+        req = _req(HY, image=str(p))  # the request's own 32x32 is ignored
+        led = pipeline.make_ledger(req)  # before anything runs
         assert (led.rows[0]["width"], led.rows[0]["height"]) == want
         assert (led.final.width, led.final.height) == want
         res = pipeline.generate(req, out=tmp_path / f"o{arr.shape[1]}.mp4", ctx=RunContext(device="cpu"))
@@ -155,7 +172,7 @@ def test_hunyuan_guidance_goes_through_its_guider(env):
         eng.run(pipe, WIDE, _req(HY, guidance=1.0), RunContext())
     finally:
         h.remove()
-    assert (with_cfg, len(calls)) == (4, 2)   # 2 steps: cond + uncond each, then cond only
+    assert (with_cfg, len(calls)) == (4, 2)  # 2 steps: cond + uncond each, then cond only
     assert pipe.guider.guidance_scale == 6.0  # the loaded guider is left as it was
 
 
@@ -164,10 +181,13 @@ def test_hunyuan_lora_check_says_diffusers_has_no_loader(env, tmp_path):
     from safetensors.torch import save_file
 
     from studio.loras import LoraError, check_refs, validate_lora
+
     d = tmp_path / "loras"
     d.mkdir(exist_ok=True)
-    save_file({"transformer.x.lora_A.weight": torch.zeros(2, 4), "transformer.x.lora_B.weight": torch.zeros(4, 2)},
-              str(d / "s.safetensors"))
+    save_file(
+        {"transformer.x.lora_A.weight": torch.zeros(2, 4), "transformer.x.lora_B.weight": torch.zeros(4, 2)},
+        str(d / "s.safetensors"),
+    )
     (d / "s.json").write_text(json.dumps({"family": "hunyuanvideo1.5-i2v"}))
     eng = get_engine(HY)
     rep = validate_lora(d / "s.safetensors", eng)
@@ -175,3 +195,24 @@ def test_hunyuan_lora_check_says_diffusers_has_no_loader(env, tmp_path):
     with pytest.raises(LoraError, match="takes no LoRAs.*no LoRA loader"):
         check_refs(eng, [LoraRef("s", 1.0)])
     assert get_engine(LTX).supports_loras and get_engine(LTX).lora_mode == "pipeline"
+
+
+def test_auto_fits_both_full_size_models_on_a_24_gb_card(monkeypatch):
+    """From the shipped full-size configs (built on the meta device): `auto` picks a profile whose
+    estimate fits 24 GiB, and the estimate sees the real sizes (LTX-2 19B, HunyuanVideo 8.3B)."""
+    from studio.engines import memory, profiles
+
+    monkeypatch.delenv("STUDIO_CONFIGS_DIR", raising=False)
+    cap = 24 << 30
+    for eid, (w, h, steps, g, den_b, tokens, want) in {
+        LTX: (768, 512, 30, 3.0, 18.88, 24 * 16 * 16 * 1, "group_leaf"),
+        HY: (848, 480, 50, 6.0, 8.33, 31 * 30 * 53, "model_offload"),
+    }.items():
+        eng = get_engine(eid)
+        req = _req(eid, frames=121, width=w, height=h, steps=steps, guidance=g)
+        s = profiles.sizes(eng, req, "cuda")
+        assert s.params["transformer"] / 2 / 1e9 == pytest.approx(den_b, abs=0.01) and s.tokens == tokens
+        ch = profiles.choice(eng, req, "cuda", budget_bytes=cap)
+        assert ch.profile == want and ch.peak_bytes <= cap, ch.describe()
+        assert ch.estimates["full"] > cap  # it does need a profile on a 24 GB card
+        assert memory.estimate(ch.profile, s) == ch.peak_bytes

@@ -20,12 +20,34 @@ def _word_tokenizer(cls_pad: str = "<pad>") -> Any:
 
 def _gemma3() -> Any:
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
-    text = dict(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=1, head_dim=8, sliding_window=8, max_position_embeddings=64)
-    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=16, patch_size=4)
-    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=5,
-                       boi_token_index=6, eoi_token_index=7)
+
+    text = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=8,
+        max_position_embeddings=64,
+    )
+    vision = dict(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=4,
+    )
+    cfg = Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        image_token_index=5,
+        boi_token_index=6,
+        eoi_token_index=7,
+    )
     return Gemma3ForConditionalGeneration(cfg)
 
 
@@ -41,49 +63,115 @@ def tiny_ltx2() -> Any:
     )
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
     torch.manual_seed(0)
     te = _gemma3()
     hid, layers = te.config.text_config.hidden_size, te.config.text_config.num_hidden_layers
     torch.manual_seed(0)
-    tr = LTX2VideoTransformer3DModel(in_channels=4, out_channels=4, patch_size=1, patch_size_t=1,
-                                     num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
-                                     audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
-                                     audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2,
-                                     qk_norm="rms_norm_across_heads", caption_channels=hid,
-                                     rope_double_precision=False, rope_type="split")
-    conn = LTX2TextConnectors(caption_channels=hid, text_proj_in_factor=layers + 1,
-                              video_connector_num_attention_heads=4, video_connector_attention_head_dim=8,
-                              video_connector_num_layers=1, video_connector_num_learnable_registers=None,
-                              audio_connector_num_attention_heads=4, audio_connector_attention_head_dim=8,
-                              audio_connector_num_layers=1, audio_connector_num_learnable_registers=None,
-                              connector_rope_base_seq_len=32, rope_theta=10000.0, rope_double_precision=False,
-                              causal_temporal_positioning=False, rope_type="split")
-    vae = AutoencoderKLLTX2Video(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,),
-                                 decoder_block_out_channels=(8,), layers_per_block=(1,),
-                                 decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
-                                 decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False),
-                                 downsample_type=("spatial",), upsample_residual=(False,), upsample_factor=(1,),
-                                 timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True,
-                                 decoder_causal=False)
+    tr = LTX2VideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=hid,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+    conn = LTX2TextConnectors(
+        caption_channels=hid,
+        text_proj_in_factor=layers + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+    )
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatial",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
-    audio_vae = AutoencoderKLLTX2Audio(base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1,
-                                       attn_resolutions=None, in_channels=2, resolution=32, latent_channels=2,
-                                       norm_type="pixel", causality_axis="height", dropout=0.0,
-                                       mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160,
-                                       is_causal=True, mel_bins=8)
-    voc = LTX2Vocoder(in_channels=16, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[8, 8],
-                      upsample_factors=[4, 4], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
-                      leaky_relu_negative_slope=0.1, output_sampling_rate=1600)
-    pipe = LTX2ImageToVideoPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, audio_vae=audio_vae,
-                                    text_encoder=te, tokenizer=_word_tokenizer(), connectors=conn,
-                                    transformer=tr, vocoder=voc)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    )
+    voc = LTX2Vocoder(
+        in_channels=16,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[8, 8],
+        upsample_factors=[4, 4],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=1600,
+    )
+    pipe = LTX2ImageToVideoPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        audio_vae=audio_vae,
+        text_encoder=te,
+        tokenizer=_word_tokenizer(),
+        connectors=conn,
+        transformer=tr,
+        vocoder=voc,
+    )
     return pipe.to("cpu", torch.float32)
 
 
 def tiny_upsampler() -> Any:
     """LTX2LatentUpsamplerModel for the tiny LTX-2 (4 latent channels)."""
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
     torch.manual_seed(0)
     return LTX2LatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1)
 
@@ -108,28 +196,84 @@ def tiny_hunyuan15(target_size: int = 64) -> Any:
         T5Config,
         T5EncoderModel,
     )
+
     torch.manual_seed(0)
-    tr = HunyuanVideo15Transformer3DModel(in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8,
-                                          num_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=1,
-                                          patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32, image_embed_dim=12,
-                                          rope_axes_dim=(2, 2, 4), target_size=target_size, task_type="i2v")
-    vae = AutoencoderKLHunyuanVideo15(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16),
-                                      layers_per_block=1, spatial_compression_ratio=4, temporal_compression_ratio=2,
-                                      downsample_match_channel=False, upsample_match_channel=False)
-    qwen = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
-        hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        vocab_size=64, rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-        rope_theta=1000000.0))
-    t5 = T5EncoderModel(T5Config(vocab_size=400, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
-                                 relative_attention_num_buckets=8, decoder_start_token_id=0))
-    sig = SiglipVisionModel(SiglipVisionConfig(hidden_size=12, intermediate_size=16, num_hidden_layers=1,
-                                               num_attention_heads=2, image_size=16, patch_size=8))
+    tr = HunyuanVideo15Transformer3DModel(
+        in_channels=9,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=1,
+        patch_size_t=1,
+        text_embed_dim=16,
+        text_embed_2_dim=32,
+        image_embed_dim=12,
+        rope_axes_dim=(2, 2, 4),
+        target_size=target_size,
+        task_type="i2v",
+    )
+    vae = AutoencoderKLHunyuanVideo15(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16),
+        layers_per_block=1,
+        spatial_compression_ratio=4,
+        temporal_compression_ratio=2,
+        downsample_match_channel=False,
+        upsample_match_channel=False,
+    )
+    qwen = Qwen2_5_VLTextModel(
+        Qwen2_5_VLTextConfig(
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=64,
+            rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            rope_theta=1000000.0,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=400,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=1,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            decoder_start_token_id=0,
+        )
+    )
+    sig = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=12,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+        )
+    )
     fe = SiglipImageProcessor(size={"height": 16, "width": 16})
     tok = _word_tokenizer()
     pipe = HunyuanVideo15ImageToVideoPipeline(
-        text_encoder=qwen, tokenizer=tok, transformer=tr, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
-        text_encoder_2=t5, tokenizer_2=ByT5Tokenizer(), guider=ClassifierFreeGuidance(guidance_scale=6.0),
-        image_encoder=sig, feature_extractor=fe)
+        text_encoder=qwen,
+        tokenizer=tok,
+        transformer=tr,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        text_encoder_2=t5,
+        tokenizer_2=ByT5Tokenizer(),
+        guider=ClassifierFreeGuidance(guidance_scale=6.0),
+        image_encoder=sig,
+        feature_extractor=fe,
+    )
     pipe.tokenizer_max_length = 16
     pipe.prompt_template_encode_start_idx = 0
     return pipe.to("cpu", torch.float32)

@@ -25,14 +25,17 @@ if TYPE_CHECKING:
     from ..context import RunContext
     from ..request import GenerationRequest
 
-NO_LORA = ("HunyuanVideo 1.5 takes no LoRAs here: diffusers 0.42.1 has no LoRA loader for "
-           "HunyuanVideo15ImageToVideoPipeline")
+NO_LORA = (
+    "HunyuanVideo 1.5 takes no LoRAs here: diffusers 0.42.1 has no LoRA loader for "
+    "HunyuanVideo15ImageToVideoPipeline"
+)
 
 
 def bucket_size(width: int, height: int, target: int = 640, grid: int = 16) -> tuple[int, int]:
     """(width, height) of the bucket the pipeline picks for an image of this size (diffusers'
     `HunyuanVideo15ImageProcessor.calculate_default_height_width`)."""
     from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
+
     proc = HunyuanVideo15ImageProcessor(vae_scale_factor=grid, do_resize=False)
     h, w = proc.calculate_default_height_width(height=height, width=width, target_size=target)
     return int(w), int(h)
@@ -78,17 +81,23 @@ class HunyuanVideo15I2VEngine(DiffusionEngine):
         def cfg(name: str) -> dict[str, Any]:
             p = configs_dir(self.id) / name / "config.json"
             return json.loads(p.read_text()) if p.is_file() else {}
-        return (int(cfg("transformer").get("target_size", 640)),
-                int(cfg("vae").get("spatial_compression_ratio", 16)))
+
+        return (
+            int(cfg("transformer").get("target_size", 640)),
+            int(cfg("vae").get("spatial_compression_ratio", 16)),
+        )
 
     def sized(self, req: GenerationRequest) -> GenerationRequest:
         """The request with width/height set to the bucket of its image."""
         from PIL import Image
+
         try:
             with Image.open(req.image) as im:
                 w, h = im.size
         except (OSError, ValueError) as e:
-            raise ValueError(f"image={req.image!r} could not be read to pick HunyuanVideo's size: {e}") from None
+            raise ValueError(
+                f"image={req.image!r} could not be read to pick HunyuanVideo's size: {e}"
+            ) from None
         out = copy.copy(req)
         out.width, out.height = bucket_size(w, h, *self.bucket_args())
         return out
@@ -105,6 +114,7 @@ class HunyuanVideo15I2VEngine(DiffusionEngine):
     def generate(self, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Any:
         """Run at the bucket size of this image (the array, so it need not be re-read)."""
         from .profiles import generate
+
         sized = copy.copy(req)
         sized.width, sized.height = bucket_size(image.shape[1], image.shape[0], *self.bucket_args())
         return generate(self, image, sized, ctx)
@@ -113,6 +123,7 @@ class HunyuanVideo15I2VEngine(DiffusionEngine):
         """Guidance through the guider for this run; the image goes in whole (the pipeline crops)."""
         if req.loras:
             from ..loras import LoraError
+
             raise LoraError(NO_LORA)
         sized = copy.copy(req)
         sized.width, sized.height = bucket_size(image.shape[1], image.shape[0], *self.bucket_args(pipe))
@@ -125,5 +136,11 @@ class HunyuanVideo15I2VEngine(DiffusionEngine):
 
     def pipe_kwargs(self, pipe: Any, image: Any, req: GenerationRequest, generator: Any) -> dict[str, Any]:
         """HunyuanVideo 1.5 arguments (no size: the pipeline picks the same bucket as `plan`)."""
-        return dict(image=image, prompt=req.prompt, negative_prompt=req.negative_prompt or "",
-                    num_frames=req.frames, num_inference_steps=req.steps, generator=generator)
+        return dict(
+            image=image,
+            prompt=req.prompt,
+            negative_prompt=req.negative_prompt or "",
+            num_frames=req.frames,
+            num_inference_steps=req.steps,
+            generator=generator,
+        )

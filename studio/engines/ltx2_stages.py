@@ -36,6 +36,7 @@ def upsampler_dir(engine: Any) -> Path | None:
     """A diffusers `latent_upsampler/` folder: models/ltx2/, then the weights' folder."""
     from .. import modelmgr
     from .loading import _folder_ok
+
     st = engine.status()
     cands = [modelmgr.models_dir() / engine.engine_dir / "latent_upsampler"]
     if st.present and st.path:
@@ -51,11 +52,16 @@ def _upsampler(engine: Any, pipe: Any) -> Any:
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
     from ..weights import WeightsError
+
     d = upsampler_dir(engine)
     if d is None:
-        raise WeightsError(f"two_stage=True needs LTX-2's latent upsampler in models/{engine.engine_dir}/"
-                           f"latent_upsampler/; get it with: {UPSAMPLER_FETCH}")
-    model = LTX2LatentUpsamplerModel.from_pretrained(str(d), torch_dtype=pipe.vae.dtype, local_files_only=True)
+        raise WeightsError(
+            f"two_stage=True needs LTX-2's latent upsampler in models/{engine.engine_dir}/"
+            f"latent_upsampler/; get it with: {UPSAMPLER_FETCH}"
+        )
+    model = LTX2LatentUpsamplerModel.from_pretrained(
+        str(d), torch_dtype=pipe.vae.dtype, local_files_only=True
+    )
     model.to(pipe._execution_device)
     up = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=model)
     up.set_progress_bar_config(disable=True)
@@ -69,20 +75,34 @@ def run_two_stage(engine: Any, pipe: Any, kwargs: dict[str, Any], req: Generatio
 
     from .. import loras
     from ..request import LoraRef
+
     up = _upsampler(engine, pipe)
     one = dict(kwargs, width=req.width // 2, height=req.height // 2, output_type="latent", return_dict=False)
     video_latents, audio_latents = pipe(**one)
     big = up(latents=video_latents, output_type="latent", return_dict=False)[0]
     orig = pipe.scheduler
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(orig.config, use_dynamic_shifting=False,
-                                                                 shift_terminal=None)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        orig.config, use_dynamic_shifting=False, shift_terminal=None
+    )
     stage2_lora = str(req.extra.get("stage2_lora") or "")
     if stage2_lora:
         loras.apply_loras(pipe, engine, [*req.loras, LoraRef(stage2_lora, 1.0)])
-    two = dict(kwargs, latents=big, audio_latents=audio_latents, width=req.width, height=req.height,
-               num_inference_steps=len(STAGE2_SIGMAS), sigmas=STAGE2_SIGMAS, noise_scale=STAGE2_SIGMAS[0],
-               guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, audio_guidance_scale=1.0,
-               audio_stg_scale=0.0, audio_modality_scale=1.0)
+    two = dict(
+        kwargs,
+        latents=big,
+        audio_latents=audio_latents,
+        width=req.width,
+        height=req.height,
+        num_inference_steps=len(STAGE2_SIGMAS),
+        sigmas=STAGE2_SIGMAS,
+        noise_scale=STAGE2_SIGMAS[0],
+        guidance_scale=1.0,
+        stg_scale=0.0,
+        modality_scale=1.0,
+        audio_guidance_scale=1.0,
+        audio_stg_scale=0.0,
+        audio_modality_scale=1.0,
+    )
     cb, n1 = kwargs.get("callback_on_step_end"), int(kwargs["num_inference_steps"])
     if cb is not None:  # stage 2's steps count on from stage 1's
         two["callback_on_step_end"] = lambda p, i, t, kw: cb(p, i + n1, t, kw)
