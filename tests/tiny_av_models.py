@@ -277,3 +277,34 @@ def tiny_hunyuan15(target_size: int = 64) -> Any:
     pipe.tokenizer_max_length = 16
     pipe.prompt_template_encode_start_idx = 0
     return pipe.to("cpu", torch.float32)
+
+
+# diffusers -> original (Lightricks/ComfyUI) LTX-2 transformer keys: the inverse of diffusers'
+# `convert_ltx2_transformer_to_diffusers` renames (checked by a round trip in the layout test)
+_LTX2_TO_ORIGINAL = [
+    ("av_cross_attn_video_scale_shift", "av_ca_video_scale_shift_adaln_single"),
+    ("av_cross_attn_video_a2v_gate", "av_ca_a2v_gate_adaln_single"),
+    ("av_cross_attn_audio_scale_shift", "av_ca_audio_scale_shift_adaln_single"),
+    ("av_cross_attn_audio_v2a_gate", "av_ca_v2a_gate_adaln_single"),
+    ("video_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_video"),
+    ("audio_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_audio"),
+    ("norm_q", "q_norm"), ("norm_k", "k_norm"),
+]
+
+
+def ltx2_transformer_to_original(sd: dict[str, torch.Tensor], prefix: str = "model.diffusion_model.") -> dict:
+    """LTX2VideoTransformer3DModel keys -> the original checkpoint's (`patchify_proj`, `adaln_single`…)."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("time_embed."):
+            k = "adaln_single." + k[len("time_embed."):]
+        elif k.startswith("audio_time_embed."):
+            k = "audio_adaln_single." + k[len("audio_time_embed."):]
+        elif k.startswith("proj_in."):
+            k = "patchify_proj." + k[len("proj_in."):]
+        elif k.startswith("audio_proj_in."):
+            k = "audio_patchify_proj." + k[len("audio_proj_in."):]
+        for a, b in _LTX2_TO_ORIGINAL:
+            k = k.replace(a, b)
+        out[prefix + k] = v
+    return out

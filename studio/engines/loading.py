@@ -228,7 +228,8 @@ def _pick_file(engine_id: str, name: str, cls_name: str, files: list[wf.FileInfo
                     or any(d in f.path.parts for d in COMFY_DIRS.get(name, ()))]
     cands = [f for f in pool if kind in f.kinds]
     if not cands:
-        return Part(name, cls_name, "missing", detail=f"no {kind} file")
+        return Part(name, cls_name, "missing", detail=f"no {kind} file" if kind else
+                    f"no folder {engine_id}/{name}/ (its single files are not read)")
     expected = expected_shapes(engine_id, name, cls_name)
 
     def order(f: wf.FileInfo) -> tuple:

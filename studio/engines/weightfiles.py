@@ -2,10 +2,11 @@
 
 `probe(path)` reads a `.safetensors` header (or a `.gguf` tensor table) without loading weights
 and says which component kinds it holds (a Wan transformer, a Wan VAE, a T5/UMT5 text encoder, a
-CLIP vision encoder, an LTX transformer and/or VAE), in which key layout (the original/ComfyUI one
-or diffusers'), its storage precision (bf16, fp16, fp32, fp8 e4m3fn, fp8 "scaled", GGUF Q8_0, …)
-and size.  `converted_shapes` maps the header through diffusers' own single-file key converters
-(on meta tensors), so `fit_problems` can compare a file with an engine's component exactly.
+CLIP vision encoder, an LTX transformer and/or VAE, an LTX-2 transformer), in which key layout
+(the original/ComfyUI one or diffusers'), its storage precision (bf16, fp16, fp32, fp8 e4m3fn,
+fp8 "scaled", GGUF Q8_0, …) and size.  `converted_shapes` maps the header through diffusers' own
+single-file key converters (on meta tensors), so `fit_problems` can compare a file with an engine's
+component exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 KIND_OF_CLASS = {
     "WanTransformer3DModel": "wan_transformer", "AutoencoderKLWan": "wan_vae",
     "LTXVideoTransformer3DModel": "ltx_transformer", "AutoencoderKLLTXVideo": "ltx_vae",
+    "LTX2VideoTransformer3DModel": "ltx2_transformer",
     "UMT5EncoderModel": "t5_encoder", "T5EncoderModel": "t5_encoder",
     "CLIPVisionModel": "clip_vision", "CLIPVisionModelWithProjection": "clip_vision",
 }
@@ -32,6 +34,10 @@ _MARKERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "wan_transformer": (("head.modulation",), ("scale_shift_table", "condition_embedder.time_proj.weight")),
     "wan_vae": (("decoder.middle.0.residual.0.gamma",), ("decoder.mid_block.resnets.0.norm1.gamma",)),
     "ltx_transformer": (("patchify_proj.weight",), ("proj_in.weight", "time_embed.linear.weight")),
+    # LTX-2: the audio-video cross-attention gates mark it (a whole checkpoint also holds the VAEs,
+    # the text connectors and the vocoder: only the transformer's keys are taken from it)
+    "ltx2_transformer": (("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight",),
+                         ("av_cross_attn_video_a2v_gate.emb.timestep_embedder.linear_1.weight",)),
     "ltx_vae": (("vae.per_channel_statistics.mean-of-means",),
                 ("latents_mean", "decoder.conv_in.conv.weight")),
     "t5_encoder": ((), ("encoder.block.0.layer.0.SelfAttention.q.weight",)),
@@ -173,6 +179,8 @@ def converter(cls_name: str) -> Any:
 def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, Any]:
     """Keys of `sd` (prefixes stripped) in the diffusers layout of `cls_name`."""
     sd = {_strip(k): v for k, v in sd.items()}
+    if cls_name == "LTX2VideoTransformer3DModel":
+        sd = ltx2_transformer_keys(sd)
     fn = converter(cls_name)
     if kind_layout == "original" and fn is not None:
         if cls_name == "AutoencoderKLLTXVideo":
@@ -185,6 +193,15 @@ def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, An
     elif cls_name == "AutoencoderKLLTXVideo":
         sd = {k.removeprefix("vae."): v for k, v in sd.items()}
     return sd
+
+
+LTX2_NOT_TRANSFORMER = ("vae.", "audio_vae.", "vocoder.", "text_embedding_projection.", "connectors.",
+                        "video_embeddings_connector.", "audio_embeddings_connector.", "duration_head.")
+
+
+def ltx2_transformer_keys(sd: dict[str, Any]) -> dict[str, Any]:
+    """The transformer's keys of an LTX-2 file (a whole checkpoint's other components left out)."""
+    return {k: v for k, v in sd.items() if not k.startswith(LTX2_NOT_TRANSFORMER)}
 
 
 def converted_shapes(info: FileInfo, kind: str, cls_name: str) -> dict[str, tuple[int, ...]]:
