@@ -216,3 +216,36 @@ def test_auto_fits_both_full_size_models_on_a_24_gb_card(monkeypatch):
         assert ch.profile == want and ch.peak_bytes <= cap, ch.describe()
         assert ch.estimates["full"] > cap  # it does need a profile on a 24 GB card
         assert memory.estimate(ch.profile, s) == ch.peak_bytes
+
+
+def test_ltx2_loras_in_published_layouts(env, tmp_path):
+    """diffusers keys, the original/ComfyUI `diffusion_model.` keys and kohya keys all load through
+    diffusers' LTX2LoraLoaderMixin: strength 0 is exactly the base, 1 changes the frames, and an
+    off LoRA leaves the base again; another family's LoRA is refused."""
+    import tiny_models as tm
+
+    from studio.loras import LoraError
+    eng, pipe = get_engine(LTX), env["pipes"][LTX]
+    plain = {"stg_scale": 0.0, "modality_scale": 1.0}  # CFG only: half the passes, the same loader
+    d = tmp_path / "loras"
+    d.mkdir(exist_ok=True)
+    base = eng.run(pipe, WIDE, _req(LTX, extra=plain), RunContext())
+    layouts = (("diff", "diffusers", "transformer"), ("comfy", "diffusers", "diffusion_model"),
+               ("kohya", "kohya", ""))
+    for name, style, prefix in layouts:
+        n = tm.write_lora(d / f"{name}.safetensors", pipe.transformer, style=style, prefix=prefix, scale=2.0,
+                          limit=8)
+        assert n == 8
+        (d / f"{name}.json").write_text(json.dumps({"family": "ltx2"}))
+        one = eng.run(pipe, WIDE, _req(LTX, extra=plain, loras=[LoraRef(name, 1.0)]), RunContext())
+        assert np.abs(one.frames.astype(int) - base.frames.astype(int)).max() > 0, name
+        assert one.meta["loras"][0]["name"] == name
+    zero = eng.run(pipe, WIDE, _req(LTX, extra=plain, loras=[LoraRef("comfy", 0.0)]), RunContext())
+    assert np.array_equal(zero.frames, base.frames) and np.array_equal(zero.audio.samples, base.audio.samples)
+    assert np.array_equal(eng.run(pipe, WIDE, _req(LTX, extra=plain), RunContext()).frames, base.frames)
+    (d / "other.safetensors").write_bytes((d / "diff.safetensors").read_bytes())
+    (d / "other.json").write_text(json.dumps({"family": "wan2.1-i2v-14b"}))
+    with pytest.raises(LoraError, match="family"):
+        eng.run(pipe, WIDE, _req(LTX, loras=[LoraRef("other", 1.0)]), RunContext())
+    pipe.delete_adapters(list(pipe.get_list_adapters().get("transformer", [])))
+    pipe.__dict__.pop("_studio_loras", None)
