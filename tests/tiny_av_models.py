@@ -308,3 +308,39 @@ def ltx2_transformer_to_original(sd: dict[str, torch.Tensor], prefix: str = "mod
             k = k.replace(a, b)
         out[prefix + k] = v
     return out
+
+
+def _swap(sd: dict[str, torch.Tensor], prefix: str, renames: list[tuple[str, str]]) -> dict:
+    out = {}
+    for k, v in sd.items():
+        for a, b in renames:
+            k = k.replace(a, b)
+        out[prefix + k] = v
+    return out
+
+
+def ltx2_audio_vae_to_original(sd: dict[str, torch.Tensor]) -> dict:
+    """AutoencoderKLLTX2Audio keys -> the whole checkpoint's `audio_vae.*` keys."""
+    return _swap(sd, "audio_vae.", [("latents_mean", "per_channel_statistics.mean-of-means"),
+                                    ("latents_std", "per_channel_statistics.std-of-means")])
+
+
+def ltx2_vocoder_to_original(sd: dict[str, torch.Tensor]) -> dict:
+    """LTX2Vocoder keys -> `vocoder.*` (ups, resblocks, conv_pre, conv_post)."""
+    return _swap(sd, "vocoder.", [("upsamplers.", "ups."), ("resnets", "resblocks"), ("conv_in", "conv_pre"),
+                                  ("conv_out", "conv_post")])
+
+
+def ltx2_connectors_to_original(sd: dict[str, torch.Tensor]) -> dict:
+    """LTX2TextConnectors keys -> the embeddings connectors inside `model.diffusion_model.` and the
+    text projection at the top level, as in the original checkpoint."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("text_proj_in."):
+            out["text_embedding_projection.aggregate_embed." + k[len("text_proj_in."):]] = v
+            continue
+        k = k.replace("video_connector", "video_embeddings_connector")
+        k = k.replace("audio_connector", "audio_embeddings_connector")
+        k = k.replace("transformer_blocks", "transformer_1d_blocks")
+        out["model.diffusion_model." + k.replace("norm_q", "q_norm").replace("norm_k", "k_norm")] = v
+    return out

@@ -40,7 +40,11 @@ CONFIGS_ROOT = Path(__file__).resolve().parent.parent / "configs"
 COMFY_DIRS = {"transformer": ("diffusion_models", "unet", "checkpoints"),
               "transformer_2": ("diffusion_models", "unet"),
               "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",),
-              "vae": ("vae", "checkpoints")}
+              "vae": ("vae", "checkpoints"),
+              # LTX-2: a whole checkpoint also fills the audio VAE, the vocoder and the text connectors
+              "audio_vae": ("vae", "checkpoints"), "vocoder": ("vae", "checkpoints"),
+              "connectors": ("text_encoders", "checkpoints")}
+
 CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor", "guider"}
 _RANK = {"fp32": 0, "bf16": 0, "fp16": 0}
 
@@ -204,7 +208,7 @@ def inventory(engine: DiffusionEngine) -> Inventory:
     if comfy is not None:
         dirs = sorted({d for ds in COMFY_DIRS.values() for d in ds})
         comfy_files = wf.scan([comfy / d for d in dirs])
-    taken: set[Path] = set()
+    taken: set[tuple[Path, str]] = set()
     for name, (lib, cls_name) in classes.items():
         if lib is None or cls_name is None:
             inv.parts[name] = Part(name, "", "none")
@@ -222,7 +226,7 @@ def inventory(engine: DiffusionEngine) -> Inventory:
 
 
 def _pick_file(engine_id: str, name: str, cls_name: str, files: list[wf.FileInfo],
-               comfy_files: list[wf.FileInfo], taken: set[Path], inv: Inventory) -> Part:
+               comfy_files: list[wf.FileInfo], taken: set[tuple[Path, str]], inv: Inventory) -> Part:
     kind = wf.KIND_OF_CLASS.get(cls_name)
     pool = files + [f for f in comfy_files if f.path.parent.name in COMFY_DIRS.get(name, ())
                     or any(d in f.path.parts for d in COMFY_DIRS.get(name, ()))]
@@ -238,13 +242,13 @@ def _pick_file(engine_id: str, name: str, cls_name: str, files: list[wf.FileInfo
         want = "high" if name == "transformer" else "low" if name == "transformer_2" else ""
         return (0 if want and want in stem else 1, _RANK.get(f.precision, 1 if f.fp8 else 2), str(f.path))
     for f in sorted(cands, key=order):
-        if f.path in taken and kind != "ltx_vae":
-            continue
+        if (f.path, kind) in taken:  # one file fills one component of a kind (Wan 2.2's two experts),
+            continue                   # but several kinds (a whole LTX checkpoint)
         probs = wf.fit_problems(expected, wf.converted_shapes(f, kind, cls_name), cls_name)
         if probs:
             inv.rejected.append(f"{f.path.name} does not fit {engine_id} {name}: {'; '.join(probs)}")
             continue
-        taken.add(f.path)
+        taken.add((f.path, kind))
         return Part(name, cls_name, "file", f.path, f)
     return Part(name, cls_name, "missing", detail=f"no {kind} file fits")
 

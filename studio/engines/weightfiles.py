@@ -24,7 +24,9 @@ PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 KIND_OF_CLASS = {
     "WanTransformer3DModel": "wan_transformer", "AutoencoderKLWan": "wan_vae",
     "LTXVideoTransformer3DModel": "ltx_transformer", "AutoencoderKLLTXVideo": "ltx_vae",
-    "LTX2VideoTransformer3DModel": "ltx2_transformer",
+    "LTX2VideoTransformer3DModel": "ltx2_transformer", "AutoencoderKLLTX2Video": "ltx2_vae",
+    "AutoencoderKLLTX2Audio": "ltx2_audio_vae", "LTX2Vocoder": "ltx2_vocoder",
+    "LTX2TextConnectors": "ltx2_connectors",
     "UMT5EncoderModel": "t5_encoder", "T5EncoderModel": "t5_encoder",
     "CLIPVisionModel": "clip_vision", "CLIPVisionModelWithProjection": "clip_vision",
 }
@@ -38,6 +40,16 @@ _MARKERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # the text connectors and the vocoder: only the transformer's keys are taken from it)
     "ltx2_transformer": (("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight",),
                          ("av_cross_attn_video_a2v_gate.emb.timestep_embedder.linear_1.weight",)),
+    # (an original LTX-2 video VAE is recognised inside a whole checkpoint only: alone, its keys are
+    # those of LTX-Video 0.9's)
+    "ltx2_vae": (("vae.per_channel_statistics.mean-of-means",
+                  "audio_vae.per_channel_statistics.mean-of-means"),
+                 ("latents_mean", "decoder.conv_in.conv.weight")),
+    "ltx2_audio_vae": (("audio_vae.per_channel_statistics.mean-of-means",),
+                       ("latents_mean", "decoder.conv_in.conv.weight",
+                        "encoder.down.0.block.0.conv1.conv.weight")),
+    "ltx2_vocoder": (("vocoder.conv_pre.weight",), ("conv_in.weight", "upsamplers.0.weight")),
+    "ltx2_connectors": (("text_embedding_projection.aggregate_embed.weight",), ("text_proj_in.weight",)),
     "ltx_vae": (("vae.per_channel_statistics.mean-of-means",),
                 ("latents_mean", "decoder.conv_in.conv.weight")),
     "t5_encoder": ((), ("encoder.block.0.layer.0.SelfAttention.q.weight",)),
@@ -99,8 +111,11 @@ def _kinds(keys: set[str]) -> dict[str, str]:
             out[kind] = "original"
         elif all(k in keys for k in diff):
             out[kind] = "diffusers"
-    if "ltx_vae" in out and out["ltx_vae"] == "diffusers" and "wan_vae" in out:
-        del out["ltx_vae"]
+    for ltx in ("ltx_vae", "ltx2_vae"):
+        if out.get(ltx) == "diffusers" and ("wan_vae" in out or "ltx2_audio_vae" in out):
+            del out[ltx]
+    if out.get("ltx2_audio_vae") == "diffusers":
+        out.pop("ltx2_vae", None)
     return out
 
 
@@ -168,10 +183,42 @@ def scan(roots: list[Path]) -> list[FileInfo]:
     return out
 
 
+def _renamer(prefixes: tuple[str, ...], strip: str, renames: tuple[tuple[str, str], ...]) -> Any:
+    """An original->diffusers converter: keep the keys under `prefixes`, drop `strip`, rename."""
+    def fn(sd: dict[str, Any], **_: Any) -> dict[str, Any]:
+        out = {}
+        for k, v in sd.items():
+            if not k.startswith(prefixes):
+                continue
+            k = k.removeprefix(strip)
+            for a, b in renames:
+                k = k.replace(a, b)
+            out[k] = v
+        return out
+    return fn
+
+
+# LTX-2's vocoder and text connectors, which diffusers' single-file loader does not cover (the key
+# renames of its conversion script, scripts/convert_ltx2_to_diffusers.py, for the 2.0 checkpoint)
+OWN_CONVERTERS = {
+    "LTX2Vocoder": _renamer(("vocoder.",), "vocoder.", (("ups.", "upsamplers."), ("resblocks", "resnets"),
+                                                         ("conv_pre", "conv_in"), ("conv_post", "conv_out"))),
+    "LTX2TextConnectors": _renamer(
+        ("video_embeddings_connector.", "audio_embeddings_connector.", "text_embedding_projection.",
+         "connectors."), "connectors.",
+        (("video_embeddings_connector", "video_connector"), ("audio_embeddings_connector", "audio_connector"),
+         ("transformer_1d_blocks", "transformer_blocks"),
+         ("text_embedding_projection.aggregate_embed", "text_proj_in"),
+         ("q_norm", "norm_q"), ("k_norm", "norm_k"))),
+}
+
+
 def converter(cls_name: str) -> Any:
     """diffusers' original->diffusers key converter for a model class (None for transformers)."""
     if cls_name in ("UMT5EncoderModel", "T5EncoderModel", "CLIPVisionModel", "CLIPVisionModelWithProjection"):
         return None
+    if cls_name in OWN_CONVERTERS:
+        return OWN_CONVERTERS[cls_name]
     from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
     return SINGLE_FILE_LOADABLE_CLASSES[cls_name]["checkpoint_mapping_fn"]
 
@@ -183,6 +230,11 @@ def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, An
         sd = ltx2_transformer_keys(sd)
     fn = converter(cls_name)
     if kind_layout == "original" and fn is not None:
+        # a whole LTX-2 checkpoint: each VAE takes only its own prefix's keys
+        for vae_cls, pre in (("AutoencoderKLLTX2Video", "vae."), ("AutoencoderKLLTX2Audio", "audio_vae.")):
+            if cls_name == vae_cls:
+                own = {k: v for k, v in sd.items() if k.startswith(pre)}
+                sd = own or {pre + k: v for k, v in sd.items()}
         if cls_name == "AutoencoderKLLTXVideo":
             # a whole LTX checkpoint carries the transformer too: only its `vae.*` keys are the VAE
             if any(k.startswith("vae.") for k in sd):
@@ -190,7 +242,7 @@ def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, An
             else:
                 sd = {"vae." + k: v for k, v in sd.items()}
         sd = fn(sd)
-    elif cls_name == "AutoencoderKLLTXVideo":
+    elif cls_name in ("AutoencoderKLLTXVideo", "AutoencoderKLLTX2Video"):
         sd = {k.removeprefix("vae."): v for k, v in sd.items()}
     return sd
 
