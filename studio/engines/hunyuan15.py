@@ -48,7 +48,9 @@ class HunyuanVideo15I2VEngine(DiffusionEngine):
     family = "hunyuanvideo1.5-i2v"
     label = "HunyuanVideo 1.5 I2V 480p"
     description = "8.3B image-to-video; the size follows the image's aspect (848x480 for 16:9). Frames 4k+1."
-    repo = "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v"
+    # as the diffusers docs name the t2v repo ("HunyuanVideo-1.5-Diffusers-480p_t2v"); the pipeline
+    # docstring's "HunyuanVideo-1.5-480p_i2v" lacks "Diffusers-"
+    repo = "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v"
     engine_dir = "hunyuanvideo1.5-i2v"
     pipeline_class = "HunyuanVideo15ImageToVideoPipeline"
     denoiser = "transformer"
