@@ -249,3 +249,19 @@ def test_ltx2_loras_in_published_layouts(env, tmp_path):
         eng.run(pipe, WIDE, _req(LTX, loras=[LoraRef("other", 1.0)]), RunContext())
     pipe.delete_adapters(list(pipe.get_list_adapters().get("transformer", [])))
     pipe.__dict__.pop("_studio_loras", None)
+
+
+def test_missing_weights_name_the_fetch_commands(tmp_path, monkeypatch):
+    """Nothing on disk: each engine says what is missing and the `hf download` that gets it, offline."""
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("STUDIO_CONFIGS_DIR", raising=False)
+    monkeypatch.delenv("STUDIO_COMFYUI_DIR", raising=False)
+    for eid, cmd in ((LTX, "hf download Lightricks/LTX-2 --local-dir models/ltx2"),
+                     (HY, "hf download hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v "
+                          "--local-dir models/hunyuanvideo1.5-i2v")):
+        st = get_engine(eid).status()
+        assert not st.present and cmd in st.detail, st.detail
+    inv = get_engine(LTX).inventory()
+    assert {"transformer", "vae", "audio_vae", "vocoder", "connectors", "text_encoder"} <= set(inv.missing)
+    assert "ltx-2-19b-dev-fp8.safetensors" in " ".join(inv.commands())
