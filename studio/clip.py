@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .audio import Audio
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -34,6 +36,7 @@ class Clip:
     frames: np.ndarray
     fps: float
     meta: dict[str, Any] = field(default_factory=dict)
+    audio: Audio | None = None
 
     def __post_init__(self) -> None:
         f = self.frames

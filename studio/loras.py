@@ -82,6 +82,9 @@ def validate_lora(path: Path | str, engine: Any, model: Any | None = None) -> Lo
         return LoraReport(info.name, info.family, fam, 0, n, [], False, msg)
     if path.suffix != ".safetensors":
         return refuse(f"{path.name}: only .safetensors LoRAs are accepted (never pickles)")
+    if not getattr(engine, "supports_loras", True):
+        why = getattr(engine, "no_lora_reason", "") or f"engine {engine.id!r} takes no LoRAs"
+        return refuse(f"LoRA {info.name!r} cannot be used: {why}")
     try:
         shapes = lf.read_shapes(path)
     except Exception as e:  # noqa: BLE001 - corrupt file
@@ -187,7 +190,8 @@ def check_refs(engine: Any, refs: list[Any]) -> None:
     LoRA support; called by `GenerationRequest.check` at submit."""
     if refs and not getattr(engine, "supports_loras", False):
         names = ", ".join(repr(getattr(r, "name", r)) for r in refs)
-        raise LoraError(f"engine {engine.id!r} takes no LoRAs (got {names})")
+        why = getattr(engine, "no_lora_reason", "")
+        raise LoraError(f"engine {engine.id!r} takes no LoRAs (got {names})" + (f": {why}" if why else ""))
     seen: set[str] = set()
     for r in refs:
         info = find_lora(r.name)

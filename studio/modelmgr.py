@@ -28,7 +28,7 @@ from .weights import WeightsError, WeightsStatus, models_dir
 log = logging.getLogger(__name__)
 
 MEMORY_MODES = ("full", "model_offload", "sequential_offload")
-_SKIP_COMPONENTS = {"scheduler", "tokenizer", "tokenizer_2", "feature_extractor", "image_processor"}
+_SKIP_COMPONENTS = {"scheduler", "tokenizer", "tokenizer_2", "feature_extractor", "image_processor", "guider"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 

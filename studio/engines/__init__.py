@@ -20,6 +20,8 @@ _REGISTRY: dict[str, str] = {
     "wan-i2v": "studio.engines.wan:WanI2VEngine",
     "wan2.2-ti2v": "studio.engines.wan:Wan22TI2VEngine",
     "wan2.2-i2v-a14b": "studio.engines.wan:Wan22I2VA14BEngine",
+    "ltx2": "studio.engines.ltx2:LTX2Engine",
+    "hunyuanvideo1.5-i2v": "studio.engines.hunyuan15:HunyuanVideo15I2VEngine",
 }
 
 _INSTANCES: dict[str, Engine] = {}

@@ -28,6 +28,7 @@ class Engine(ABC):
     needs_weights: ClassVar[bool] = True
     uses_prompt: ClassVar[bool] = True
     supports_loras: ClassVar[bool] = False
+    no_lora_reason: ClassVar[str] = ""  # said by the LoRA check when supports_loras is False
     spec_overrides: ClassVar[dict[str, Param]] = {}
     ignores: ClassVar[tuple[str, ...]] = ()  # core settings this engine does not use (hidden in the UI)
     extra_params: ClassVar[dict[str, Param]] = {}

@@ -303,6 +303,15 @@ class DiffusionEngine(Engine):
     CPU_SLOWDOWN = 400.0
     DENOISER_PARAMS_B = 1.5          # when no shipped config says how large the denoiser is
 
+    def latent_ratios(self) -> tuple[int, int]:
+        """(pixels per latent pixel, frames per latent frame) of this engine's VAE."""
+        wan, ltx = "wan" in self.family, self.family.startswith("ltx")
+        return (32, 8) if ltx else (8, 4 if wan else 1)
+
+    def passes_per_step(self, req: GenerationRequest) -> int:
+        """Denoiser sample-passes per step (2 with classifier-free guidance)."""
+        return 2 if float(req.guidance) > 1.0 else 1
+
     def seconds_estimate(self, req: GenerationRequest, device: str) -> float:
         """A rough time for the denoising loop: steps × calls × latent size × denoiser size.
 
@@ -321,7 +330,7 @@ class DiffusionEngine(Engine):
                            int(shape["height"]), float(shape["guidance"]))
         per_unit = float(cal["stock_seconds_per_step"]) / ref
         stock = int(req.steps) * self._units(int(req.frames), int(req.width), int(req.height),
-                                             float(req.guidance)) * per_unit
+                                             float(req.guidance), req) * per_unit
         name = None
         try:
             import torch
@@ -333,13 +342,18 @@ class DiffusionEngine(Engine):
                                   float(req.width) * float(req.height) * float(req.frames), name)
         return round(t["denoise"] + t["fixed"], 2)
 
-    def _units(self, frames: int, width: int, height: int, guidance: float) -> float:
+    def _units(self, frames: int, width: int, height: int, guidance: float,
+               req: GenerationRequest | None = None) -> float:
         """Denoiser calls × latent frames × latent pixels × billions of parameters, for one step."""
-        return latent_units(self.id, self.family, frames, width, height, guidance)
+        spatial, temporal = self.latent_ratios()
+        lat_frames = (int(frames) - 1) // temporal + 1
+        lat_px = max(1, int(width) // spatial) * max(1, int(height) // spatial)
+        cfg = self.passes_per_step(req) if req is not None else (2 if float(guidance) > 1.0 else 1)
+        return cfg * lat_frames * lat_px * _params_b(self.id)
 
     def _stock_seconds(self, req: GenerationRequest, device: str) -> float:
         """The size model without tiers (also the CPU estimate)."""
-        per_step = self._units(int(req.frames), int(req.width), int(req.height), float(req.guidance)) \
+        per_step = self._units(int(req.frames), int(req.width), int(req.height), float(req.guidance), req) \
             * self.SECONDS_PER_UNIT_CUDA
         if not str(device).startswith("cuda"):
             per_step *= self.CPU_SLOWDOWN
@@ -363,7 +377,7 @@ class DiffusionEngine(Engine):
         if self.speed_tiers:
             speed.check(tier, ctx.device, few_step_ok=bool(self.extra_params.get("few_step")),
                         has_loras=bool(req.loras))
-        rep = StepReporter(ctx, int(kwargs.get("num_inference_steps", req.steps)), prev)
+        rep = StepReporter(ctx, self.total_steps(req, kwargs), prev)
         notes = self.notes(req) + self.fast_notes(req)
         for note in notes:
             ctx.log.warning("%s: %s", self.id, note)
@@ -386,9 +400,9 @@ class DiffusionEngine(Engine):
                 # some pipelines sample from the global RNG (I2VGen-XL's image latents): seed it too
                 torch.manual_seed(int(req.seed))
                 if self.uses_callbacks:
-                    return pipe(**kwargs, callback_on_step_end=rep.callback)
+                    return self.call_pipeline(pipe, dict(kwargs, callback_on_step_end=rep.callback), req)
                 with rep.scheduler_hook(pipe):
-                    return pipe(**kwargs)
+                    return self.call_pipeline(pipe, kwargs, req)
 
         # a step can take seconds (Wan 14B: 6 s on an H200): the wait for it honours cancel at once,
         # and the abandoned run stops itself at its next step boundary
@@ -406,7 +420,19 @@ class DiffusionEngine(Engine):
             meta["cfg_steps"] = sum(1 for b in batch_sizes if b == 2)
         if self.speed_tiers:
             meta["speed"] = {"tier": tier, **(stats["steps"].summary() if stats["steps"] is not None else {})}
-        return Clip(frames=frames, fps=float(req.fps), meta=meta)
+        return self.finish(Clip(frames=frames, fps=float(req.fps), meta=meta), out, pipe, req)
+
+    def total_steps(self, req: GenerationRequest, kwargs: dict[str, Any]) -> int:
+        """Denoising steps this run reports (a multi-stage recipe counts all its stages)."""
+        return int(kwargs.get("num_inference_steps", req.steps))
+
+    def call_pipeline(self, pipe: Any, kwargs: dict[str, Any], req: GenerationRequest) -> Any:
+        """One call of the pipeline (a multi-stage recipe chains several)."""
+        return pipe(**kwargs)
+
+    def finish(self, clip: Clip, out: Any, pipe: Any, req: GenerationRequest) -> Clip:
+        """The clip from the pipeline's output (subclasses add what else it returned, e.g. sound)."""
+        return clip
 
 
 def latent_units(engine_id: str, family: str, frames: int, width: int, height: int, guidance: float) -> float:

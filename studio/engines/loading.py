@@ -40,8 +40,12 @@ CONFIGS_ROOT = Path(__file__).resolve().parent.parent / "configs"
 COMFY_DIRS = {"transformer": ("diffusion_models", "unet", "checkpoints"),
               "transformer_2": ("diffusion_models", "unet"),
               "text_encoder": ("text_encoders", "clip"), "image_encoder": ("clip_vision",),
-              "vae": ("vae", "checkpoints")}
-CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor"}
+              "vae": ("vae", "checkpoints"),
+              # LTX-2: a whole checkpoint also fills the audio VAE, the vocoder and the text connectors
+              "audio_vae": ("vae", "checkpoints"), "vocoder": ("vae", "checkpoints"),
+              "connectors": ("text_encoders", "checkpoints")}
+
+CONFIG_ONLY = {"scheduler", "image_processor", "feature_extractor", "guider"}
 _RANK = {"fp32": 0, "bf16": 0, "fp16": 0}
 
 
@@ -162,21 +166,20 @@ def empty_model(engine_id: str, name: str, cls_name: str) -> Any:
     """The component with parameters on the meta device (buffers real), from its config."""
     from accelerate import init_empty_weights
     cfg_dir = configs_dir(engine_id) / name
+    cls = _lib_class(cls_name)
     with init_empty_weights():
-        if cls_name in wf.KIND_OF_CLASS and wf.converter(cls_name) is not None:
-            import diffusers
-            cls = getattr(diffusers, cls_name)
+        if hasattr(cls, "load_config"):  # a diffusers model (pipeline-local ones such as LTX-2's vocoder too)
             return cls.from_config(cls.load_config(str(cfg_dir)))
-        import transformers
-        cls = getattr(transformers, cls_name)
         return cls(cls.config_class.from_pretrained(str(cfg_dir)))
 
 
-def _tokenizer_dir(engine: DiffusionEngine) -> Path | None:
+def _tokenizer_dir(engine: DiffusionEngine, name: str = "tokenizer") -> Path | None:
     from ..modelmgr import _hf_cache_snapshots
-    cands = [models_dir() / engine.engine_dir / "tokenizer"]
-    cands += [s / "tokenizer" for s in _hf_cache_snapshots(engine.repo)]
-    for repo in getattr(engine, "tokenizer_repos", ()):
+    cands = [models_dir() / engine.engine_dir / name]
+    cands += [s / name for s in _hf_cache_snapshots(engine.repo)]
+    repos = getattr(engine, "tokenizer_repos", ()) if name == "tokenizer" else \
+        getattr(engine, "extra_tokenizer_repos", {}).get(name, ())
+    for repo in repos:
         cands += _hf_cache_snapshots(repo)
     for c in cands:
         if c.is_dir() and any((c / n).is_file() for n in ("tokenizer.json", "spiece.model",
@@ -205,14 +208,14 @@ def inventory(engine: DiffusionEngine) -> Inventory:
     if comfy is not None:
         dirs = sorted({d for ds in COMFY_DIRS.values() for d in ds})
         comfy_files = wf.scan([comfy / d for d in dirs])
-    taken: set[Path] = set()
+    taken: set[tuple[Path, str]] = set()
     for name, (lib, cls_name) in classes.items():
         if lib is None or cls_name is None:
             inv.parts[name] = Part(name, "", "none")
         elif name in CONFIG_ONLY:
             inv.parts[name] = Part(name, cls_name, "config", configs_dir(engine.id) / name)
         elif name.startswith("tokenizer"):
-            d = _tokenizer_dir(engine)
+            d = _tokenizer_dir(engine, name)
             inv.parts[name] = (Part(name, cls_name, "tokenizer", d) if d else
                                Part(name, cls_name, "missing", detail="no tokenizer folder"))
         elif _folder_ok(local / name):
@@ -223,13 +226,14 @@ def inventory(engine: DiffusionEngine) -> Inventory:
 
 
 def _pick_file(engine_id: str, name: str, cls_name: str, files: list[wf.FileInfo],
-               comfy_files: list[wf.FileInfo], taken: set[Path], inv: Inventory) -> Part:
+               comfy_files: list[wf.FileInfo], taken: set[tuple[Path, str]], inv: Inventory) -> Part:
     kind = wf.KIND_OF_CLASS.get(cls_name)
     pool = files + [f for f in comfy_files if f.path.parent.name in COMFY_DIRS.get(name, ())
                     or any(d in f.path.parts for d in COMFY_DIRS.get(name, ()))]
     cands = [f for f in pool if kind in f.kinds]
     if not cands:
-        return Part(name, cls_name, "missing", detail=f"no {kind} file")
+        return Part(name, cls_name, "missing", detail=f"no {kind} file" if kind else
+                    f"no folder {engine_id}/{name}/ (its single files are not read)")
     expected = expected_shapes(engine_id, name, cls_name)
 
     def order(f: wf.FileInfo) -> tuple:
@@ -238,13 +242,13 @@ def _pick_file(engine_id: str, name: str, cls_name: str, files: list[wf.FileInfo
         want = "high" if name == "transformer" else "low" if name == "transformer_2" else ""
         return (0 if want and want in stem else 1, _RANK.get(f.precision, 1 if f.fp8 else 2), str(f.path))
     for f in sorted(cands, key=order):
-        if f.path in taken and kind != "ltx_vae":
-            continue
+        if (f.path, kind) in taken:  # one file fills one component of a kind (Wan 2.2's two experts),
+            continue                   # but several kinds (a whole LTX checkpoint)
         probs = wf.fit_problems(expected, wf.converted_shapes(f, kind, cls_name), cls_name)
         if probs:
             inv.rejected.append(f"{f.path.name} does not fit {engine_id} {name}: {'; '.join(probs)}")
             continue
-        taken.add(f.path)
+        taken.add((f.path, kind))
         return Part(name, cls_name, "file", f.path, f)
     return Part(name, cls_name, "missing", detail=f"no {kind} file fits")
 
@@ -267,9 +271,15 @@ def load_part(engine_id: str, part: Part, dtype: Any) -> Any:
 
 
 def _lib_class(cls_name: str) -> Any:
+    """A component class by name: diffusers, a diffusers pipeline's own models (LTX-2's connectors,
+    vocoder and latent upsampler live in `diffusers.pipelines.ltx2`), or transformers."""
     import diffusers
     import transformers
-    return getattr(diffusers, cls_name, None) or getattr(transformers, cls_name)
+    found = getattr(diffusers, cls_name, None)
+    if found is None and cls_name.startswith("LTX2"):
+        from diffusers.pipelines import ltx2
+        found = getattr(ltx2, cls_name, None)
+    return found or getattr(transformers, cls_name)
 
 
 def _load_safetensors(engine_id: str, part: Part, dtype: Any) -> Any:

@@ -64,11 +64,15 @@ def sizes(engine: DiffusionEngine, req: GenerationRequest, device: str) -> memor
     dbytes = 2 if str(device).startswith("cuda") else 4
     params = {k: v * dbytes for k, v in counts.items()}
     vae_cfg = json.loads((root / "vae" / "config.json").read_text()) if (root / "vae").is_dir() else {}
-    spatial = int(vae_cfg.get("scale_factor_spatial", 32 if "LTX" in str(vae_cfg.get("_class_name")) else 8))
-    temporal = int(vae_cfg.get("scale_factor_temporal", 8 if "LTX" in str(vae_cfg.get("_class_name")) else 4))
+    ltx = "LTX" in str(vae_cfg.get("_class_name"))
+    spatial = int(vae_cfg.get("scale_factor_spatial") or vae_cfg.get("spatial_compression_ratio")
+                  or (32 if ltx else 8))
+    temporal = int(vae_cfg.get("scale_factor_temporal") or vae_cfg.get("temporal_compression_ratio")
+                   or (8 if ltx else 4))
     dens = tuple(d for d in ("transformer", "transformer_2") if d in params)
+    one_call = engine.cfg_batched or getattr(engine, "cfg_in_one_call", False)
     return memory.sizes_from_config(den_cfg, params, dens, req.frames, req.width, req.height,
-                                    req.guidance > 1.0, spatial, temporal, batched_cfg=engine.cfg_batched,
+                                    req.guidance > 1.0, spatial, temporal, batched_cfg=one_call,
                                     largest_leaf=leaf * dbytes)
 
 

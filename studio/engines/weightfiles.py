@@ -2,10 +2,11 @@
 
 `probe(path)` reads a `.safetensors` header (or a `.gguf` tensor table) without loading weights
 and says which component kinds it holds (a Wan transformer, a Wan VAE, a T5/UMT5 text encoder, a
-CLIP vision encoder, an LTX transformer and/or VAE), in which key layout (the original/ComfyUI one
-or diffusers'), its storage precision (bf16, fp16, fp32, fp8 e4m3fn, fp8 "scaled", GGUF Q8_0, …)
-and size.  `converted_shapes` maps the header through diffusers' own single-file key converters
-(on meta tensors), so `fit_problems` can compare a file with an engine's component exactly.
+CLIP vision encoder, an LTX transformer and/or VAE, an LTX-2 transformer), in which key layout
+(the original/ComfyUI one or diffusers'), its storage precision (bf16, fp16, fp32, fp8 e4m3fn,
+fp8 "scaled", GGUF Q8_0, …) and size.  `converted_shapes` maps the header through diffusers' own
+single-file key converters (on meta tensors), so `fit_problems` can compare a file with an engine's
+component exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 KIND_OF_CLASS = {
     "WanTransformer3DModel": "wan_transformer", "AutoencoderKLWan": "wan_vae",
     "LTXVideoTransformer3DModel": "ltx_transformer", "AutoencoderKLLTXVideo": "ltx_vae",
+    "LTX2VideoTransformer3DModel": "ltx2_transformer", "AutoencoderKLLTX2Video": "ltx2_vae",
+    "AutoencoderKLLTX2Audio": "ltx2_audio_vae", "LTX2Vocoder": "ltx2_vocoder",
+    "LTX2TextConnectors": "ltx2_connectors",
     "UMT5EncoderModel": "t5_encoder", "T5EncoderModel": "t5_encoder",
     "CLIPVisionModel": "clip_vision", "CLIPVisionModelWithProjection": "clip_vision",
 }
@@ -32,6 +36,20 @@ _MARKERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "wan_transformer": (("head.modulation",), ("scale_shift_table", "condition_embedder.time_proj.weight")),
     "wan_vae": (("decoder.middle.0.residual.0.gamma",), ("decoder.mid_block.resnets.0.norm1.gamma",)),
     "ltx_transformer": (("patchify_proj.weight",), ("proj_in.weight", "time_embed.linear.weight")),
+    # LTX-2: the audio-video cross-attention gates mark it (a whole checkpoint also holds the VAEs,
+    # the text connectors and the vocoder: only the transformer's keys are taken from it)
+    "ltx2_transformer": (("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight",),
+                         ("av_cross_attn_video_a2v_gate.emb.timestep_embedder.linear_1.weight",)),
+    # (an original LTX-2 video VAE is recognised inside a whole checkpoint only: alone, its keys are
+    # those of LTX-Video 0.9's)
+    "ltx2_vae": (("vae.per_channel_statistics.mean-of-means",
+                  "audio_vae.per_channel_statistics.mean-of-means"),
+                 ("latents_mean", "decoder.conv_in.conv.weight")),
+    "ltx2_audio_vae": (("audio_vae.per_channel_statistics.mean-of-means",),
+                       ("latents_mean", "decoder.conv_in.conv.weight",
+                        "encoder.down.0.block.0.conv1.conv.weight")),
+    "ltx2_vocoder": (("vocoder.conv_pre.weight",), ("conv_in.weight", "upsamplers.0.weight")),
+    "ltx2_connectors": (("text_embedding_projection.aggregate_embed.weight",), ("text_proj_in.weight",)),
     "ltx_vae": (("vae.per_channel_statistics.mean-of-means",),
                 ("latents_mean", "decoder.conv_in.conv.weight")),
     "t5_encoder": ((), ("encoder.block.0.layer.0.SelfAttention.q.weight",)),
@@ -93,8 +111,11 @@ def _kinds(keys: set[str]) -> dict[str, str]:
             out[kind] = "original"
         elif all(k in keys for k in diff):
             out[kind] = "diffusers"
-    if "ltx_vae" in out and out["ltx_vae"] == "diffusers" and "wan_vae" in out:
-        del out["ltx_vae"]
+    for ltx in ("ltx_vae", "ltx2_vae"):
+        if out.get(ltx) == "diffusers" and ("wan_vae" in out or "ltx2_audio_vae" in out):
+            del out[ltx]
+    if out.get("ltx2_audio_vae") == "diffusers":
+        out.pop("ltx2_vae", None)
     return out
 
 
@@ -162,10 +183,42 @@ def scan(roots: list[Path]) -> list[FileInfo]:
     return out
 
 
+def _renamer(prefixes: tuple[str, ...], strip: str, renames: tuple[tuple[str, str], ...]) -> Any:
+    """An original->diffusers converter: keep the keys under `prefixes`, drop `strip`, rename."""
+    def fn(sd: dict[str, Any], **_: Any) -> dict[str, Any]:
+        out = {}
+        for k, v in sd.items():
+            if not k.startswith(prefixes):
+                continue
+            k = k.removeprefix(strip)
+            for a, b in renames:
+                k = k.replace(a, b)
+            out[k] = v
+        return out
+    return fn
+
+
+# LTX-2's vocoder and text connectors, which diffusers' single-file loader does not cover (the key
+# renames of its conversion script, scripts/convert_ltx2_to_diffusers.py, for the 2.0 checkpoint)
+OWN_CONVERTERS = {
+    "LTX2Vocoder": _renamer(("vocoder.",), "vocoder.", (("ups.", "upsamplers."), ("resblocks", "resnets"),
+                                                         ("conv_pre", "conv_in"), ("conv_post", "conv_out"))),
+    "LTX2TextConnectors": _renamer(
+        ("video_embeddings_connector.", "audio_embeddings_connector.", "text_embedding_projection.",
+         "connectors."), "connectors.",
+        (("video_embeddings_connector", "video_connector"), ("audio_embeddings_connector", "audio_connector"),
+         ("transformer_1d_blocks", "transformer_blocks"),
+         ("text_embedding_projection.aggregate_embed", "text_proj_in"),
+         ("q_norm", "norm_q"), ("k_norm", "norm_k"))),
+}
+
+
 def converter(cls_name: str) -> Any:
     """diffusers' original->diffusers key converter for a model class (None for transformers)."""
     if cls_name in ("UMT5EncoderModel", "T5EncoderModel", "CLIPVisionModel", "CLIPVisionModelWithProjection"):
         return None
+    if cls_name in OWN_CONVERTERS:
+        return OWN_CONVERTERS[cls_name]
     from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
     return SINGLE_FILE_LOADABLE_CLASSES[cls_name]["checkpoint_mapping_fn"]
 
@@ -173,8 +226,15 @@ def converter(cls_name: str) -> Any:
 def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, Any]:
     """Keys of `sd` (prefixes stripped) in the diffusers layout of `cls_name`."""
     sd = {_strip(k): v for k, v in sd.items()}
+    if cls_name == "LTX2VideoTransformer3DModel":
+        sd = ltx2_transformer_keys(sd)
     fn = converter(cls_name)
     if kind_layout == "original" and fn is not None:
+        # a whole LTX-2 checkpoint: each VAE takes only its own prefix's keys
+        for vae_cls, pre in (("AutoencoderKLLTX2Video", "vae."), ("AutoencoderKLLTX2Audio", "audio_vae.")):
+            if cls_name == vae_cls:
+                own = {k: v for k, v in sd.items() if k.startswith(pre)}
+                sd = own or {pre + k: v for k, v in sd.items()}
         if cls_name == "AutoencoderKLLTXVideo":
             # a whole LTX checkpoint carries the transformer too: only its `vae.*` keys are the VAE
             if any(k.startswith("vae.") for k in sd):
@@ -182,9 +242,18 @@ def convert(sd: dict[str, Any], kind_layout: str, cls_name: str) -> dict[str, An
             else:
                 sd = {"vae." + k: v for k, v in sd.items()}
         sd = fn(sd)
-    elif cls_name == "AutoencoderKLLTXVideo":
+    elif cls_name in ("AutoencoderKLLTXVideo", "AutoencoderKLLTX2Video"):
         sd = {k.removeprefix("vae."): v for k, v in sd.items()}
     return sd
+
+
+LTX2_NOT_TRANSFORMER = ("vae.", "audio_vae.", "vocoder.", "text_embedding_projection.", "connectors.",
+                        "video_embeddings_connector.", "audio_embeddings_connector.", "duration_head.")
+
+
+def ltx2_transformer_keys(sd: dict[str, Any]) -> dict[str, Any]:
+    """The transformer's keys of an LTX-2 file (a whole checkpoint's other components left out)."""
+    return {k: v for k, v in sd.items() if not k.startswith(LTX2_NOT_TRANSFORMER)}
 
 
 def converted_shapes(info: FileInfo, kind: str, cls_name: str) -> dict[str, tuple[int, ...]]:

@@ -99,6 +99,8 @@ def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[
         try:
             engine = get_engine(eid)
             if not getattr(engine, "supports_loras", False):
+                if getattr(engine, "no_lora_reason", ""):
+                    reasons.append(f"{eid}: {engine.no_lora_reason}")
                 continue
             report = mod.validate_lora(path, engine)
         except (ValueError, ImportError) as e:
