@@ -82,7 +82,7 @@ def test_ledger_shows_the_profile_and_its_estimated_peak(monkeypatch):
     peak_gib = float(row["memory"].split("est. peak ")[1].split(" GiB")[0])
     assert abs(row["est_memory_mb"] * 1e6 / GIB - peak_gib) < 0.06
     text = led.to_text()
-    assert "wan-i2v [group_leaf, speed exact]: Wan 2.1 I2V" in text
+    assert "wan-i2v [group_leaf, speed exact]" in text
     assert f"{row['est_memory_mb']:.0f}" in text
     # on the CPU the ledger says full
     cpu = pipeline.make_ledger(req, device="cpu").rows[0]
