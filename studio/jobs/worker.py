@@ -132,6 +132,11 @@ class JobQueue:
         """True while this queue's dispatcher runs."""
         return self._thread is not None and self._thread.is_alive()
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers of this store, in any process (see `dispatch.live_workers`)."""
+        from .dispatch import live_workers
+        return live_workers(self.store)
+
     # -- jobs --------------------------------------------------------------------------------
     def submit(
         self,

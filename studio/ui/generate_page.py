@@ -10,8 +10,8 @@ import streamlit as st
 from ..jobs import Job
 from . import service
 from .common import engines_info, studio_queue
+from .form_load import OUTPUT_NAMES
 from .generate import (
-    OUTPUT_NAMES,
     POLL_S,
     apply_pending,
     audio_section,
@@ -22,6 +22,7 @@ from .generate import (
     lora_section,
     post_section,
     prompt_section,
+    unfollow_job,
 )
 from .results import show_result
 from .views import job_card, job_title, show_ledger
@@ -85,7 +86,9 @@ def jobs_panel() -> None:
             follow_job(follow)
         seen = ss.setdefault("_seen_active", [])
         seen.extend(j.id for j in mine if j.id not in seen)
-        _finished_elsewhere(q, [i for i in seen if i != follow and i not in {j.id for j in jobs}])
+        shown = set(ss.get("_shown_jobs", []))
+        _finished_elsewhere(q, [i for i in seen if i != follow and i not in shown
+                                and i not in {j.id for j in jobs}])
         if follow:
             try:
                 job = q.get(follow)
@@ -138,8 +141,9 @@ def result_section() -> None:
             show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
-    elif job.status == "cancelled":
+    elif job.status == "cancelled":          # said once: it does not follow you back to the page
         st.warning(f"Job {job.id} was cancelled; nothing was written.")
+        unfollow_job()
 
 
 def render() -> None:

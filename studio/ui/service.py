@@ -28,7 +28,8 @@ __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRo
            "engine", "engine_ids", "engine_inventory", "engines_info", "extension_for", "extra_paths",
            "human_bytes", "ledger_for",
            "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
-           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "save_last_frame",
+           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "rerun_ledger",
+           "save_last_frame",
            "sequence_options", "storyboard", "submit_sequence", "thumbnail", "upscaler_notes", "uploads_dir",
            "weight_rows"]
 
@@ -195,6 +196,13 @@ def ledger_for(req: Any) -> Any:
     """The exact pre-run ledger of `req`, planned for the file its codec writes."""
     from ..pipeline import make_ledger
     return make_ledger(req, device="cpu", out="x" + extension_for(req.codec))
+
+
+def rerun_ledger(manifest: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The ledger of re-running a manifest's post-processing with `overrides` (ValueError if refused)."""
+    from ..pipeline import plan_rerun, rerun_request
+    codec = rerun_request(manifest, overrides).codec
+    return plan_rerun(manifest, overrides, "x" + extension_for(codec))
 
 
 # -- outputs ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ..jobs import Job, JobQueue
+from .names import display_name
 
 STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
@@ -45,8 +46,8 @@ def show_ledger(ledger: Any) -> None:
 def job_title(job: Job) -> str:
     """A one-line label for a job: icon, kind, prompt or input, id."""
     p = job.payload
-    what = (p.get("request") or {}).get("prompt") or p.get("group") or Path(str(p.get("manifest") or
-                                                                                  p.get("input") or "")).name
+    src = p.get("manifest") or p.get("input") or p.get("out") or ""
+    what = (p.get("request") or {}).get("prompt") or p.get("group") or (display_name(src) if src else "")
     return f"{STATUS_ICON.get(job.status, '')} {job.kind} · {what or '—'} · `{job.id}`"
 
 
