@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ..jobs import Job, JobQueue
+from .eta import eta_text
 from .names import display_name
 
 STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
@@ -60,7 +61,7 @@ def job_card(job: Job, queue: JobQueue, key: str = "") -> None:
             st.progress(job.fraction, text=f"{job.stage or 'starting'}: step {job.i} of {job.n}"
                         if job.n else (job.message or "starting"))
             if job.started:
-                st.caption(f"running for {time.time() - job.started:.0f} s")
+                st.caption(eta_text(job))
         with cols[1]:
             if job.preview and Path(job.preview).is_file():
                 st.image(job.preview, caption="latest frame", width="stretch")
