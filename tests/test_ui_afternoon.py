@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from apptest_util import fresh_queue  # noqa: F401 (an autouse fixture: a fresh job queue per test)
-from apptest_util import poll
+from apptest_util import (
+    fresh_queue,  # noqa: F401 (an autouse fixture: a fresh job queue per test)
+    poll,
+)
 from streamlit.testing.v1 import AppTest
 
-from studio.jobs import JobStore
 from studio.pipeline import generate
 from studio.request import GenerationRequest
 

@@ -52,9 +52,11 @@ def load_post(spec: dict[str, Param], post: dict[str, Any], prefix: str) -> list
     return errors
 
 
-def load_request(reuse: dict[str, Any], *, only: tuple[str, ...] | None = None) -> list[str]:
+def load_request(reuse: dict[str, Any], *, only: tuple[str, ...] | None = None,
+                 keep_input: bool = False) -> list[str]:
     """A recorded request's settings into the Generate form; `only` limits it to those names (and
-    then leaves the prompt, input, audio, engine settings and LoRAs as they are)."""
+    then leaves the prompt, input, audio, engine settings and LoRAs as they are); `keep_input`
+    (a preset) loads everything but the prompt, input image and audio."""
     try:
         eng = engine(reuse.get("engine", "camera"))
     except ValueError as e:
@@ -67,14 +69,15 @@ def load_request(reuse: dict[str, Any], *, only: tuple[str, ...] | None = None) 
         vals = {k: v for k, v in vals.items() if k in only}
     post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES + AUDIO_NAMES}
     errors = load_values(spec, vals, f"gen_{eng.id}_")
-    if only is None:
+    audio = post.pop("audio", None)
+    if only is None and not keep_input:
         ss["gen_prompt"] = reuse.get("prompt", "")
         if reuse.get("image") and Path(reuse["image"]).is_file():
             ss["gen_image"] = reuse["image"]
             ss["gen_source"] = "From the gallery"     # shown as an earlier image, not an upload
-        audio = post.pop("audio", None)
         ss["gen_audio"] = audio if audio and Path(audio).is_file() else None
         ss.pop("gen_audio_id", None)
+    if only is None:
         xspec = eng.extra_spec()   # every engine setting: the manifest's, else its default
         xvals = {k: q.default for k, q in xspec.items()} | dict(reuse.get("extra") or {})
         errors += load_values(xspec, xvals, f"gen_{eng.id}_x_")

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ..params import Param
+from .batch import load_preset
 from .common import EngineInfo
 from .form_load import CONTINUE_NAMES, POST_NAMES, interp_options, load_request, source_request
 from .loras import check_for_engine, list_loras
@@ -73,6 +74,12 @@ def apply_pending() -> list[str]:
     reuse = st.session_state.pop("_reuse", None)
     if reuse:
         errors += load_request(reuse)
+    preset = st.session_state.pop("_preset", None)
+    if preset:
+        try:
+            errors += load_request(load_preset(preset), keep_input=True)
+        except ValueError as e:
+            errors.append(str(e))
     return errors
 
 

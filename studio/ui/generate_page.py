@@ -9,6 +9,7 @@ import streamlit as st
 
 from ..jobs import Job
 from . import service
+from .batch import batch_requests, batch_section, presets_section
 from .common import engines_info, studio_queue
 from .form_load import OUTPUT_NAMES
 from .generate import (
@@ -75,14 +76,15 @@ def jobs_panel() -> None:
 
     def body() -> None:
         ss = st.session_state
-        jobs = q.list(status=("queued", "running"))
+        # in the order they run: running first, then the queue oldest first (its arrows move a job)
+        jobs = sorted(q.list(status=("queued", "running")), key=lambda j: (j.status != "running", j.created))
         for j in jobs:
             with st.container(border=True):
                 job_card(j, q)
         follow = current_job_id()
         mine = [j for j in jobs if j.kind in FOLLOWED_KINDS]
         if not follow and mine:
-            follow = mine[-1].id                 # the oldest active one: it finishes first
+            follow = mine[0].id                  # the oldest active one: it finishes first
             follow_job(follow)
         seen = ss.setdefault("_seen_active", [])
         seen.extend(j.id for j in mine if j.id not in seen)
@@ -178,6 +180,7 @@ def render() -> None:
             out_spec = {k: spec[k].override(advanced=False) for k in OUTPUT_NAMES}
             values.update(widgets(out_spec, list(OUTPUT_NAMES), "gen_post_"))
             values.update(audio_section(spec, "gen_post_", values.get("codec")))
+        seeds, prompts = batch_section()
     with right:
         result_section()
         st.subheader("Ledger")
@@ -191,13 +194,31 @@ def render() -> None:
         if image is None:
             st.info("Pick an input image to generate.")
         can = bool(ok and image and eng.ready and not lora_errors)
-        if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
+        batch: list[Any] = []
+        if req is not None:
             try:
-                service.check_request(req)
-                job = studio_queue().submit("generate", {"request": req.to_dict()})
-                follow_job(job.id)
-                st.session_state["_seen_status"] = (job.id, job.status)
-                st.toast(f"Queued job {job.id}")
+                batch = batch_requests(req, seeds, prompts)
             except ValueError as e:
-                st.error(f"Cannot generate: {e}")
+                st.error(f"Batch refused: {e}")
+                can = False
+        if len(batch) > 1:
+            st.caption(f"One click queues {len(batch)} jobs: " + ", ".join(
+                f"“{r.prompt[:30]}” seed {r.seed}" for r in batch[:4]) + ("…" if len(batch) > 4 else ""))
+        if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
+            submit_batch(batch)
+        presets_section(req)
         jobs_panel()
+
+
+def submit_batch(batch: list[Any]) -> None:
+    """Check every request first, then queue them all; the tab follows the first."""
+    try:
+        for r in batch:
+            service.check_request(r)
+        jobs = [studio_queue().submit("generate", {"request": r.to_dict()}) for r in batch]
+    except ValueError as e:
+        st.error(f"Cannot generate: {e}")
+        return
+    follow_job(jobs[0].id)
+    st.session_state["_seen_status"] = (jobs[0].id, jobs[0].status)
+    st.toast(f"Queued job {jobs[0].id}" if len(jobs) == 1 else f"Queued {len(jobs)} jobs")

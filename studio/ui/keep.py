@@ -18,6 +18,7 @@ import streamlit as st
 FORM_KEYS = {"Generate": ("gen_",), "Sequence": ("seq_",)}
 # buttons, uploaders and one-shot flags: never written back
 NOT_KEPT = ("gen_upload", "gen_audio_upload", "gen_use_pick", "gen_use_last", "gen_example",
+            "gen_preset_load", "gen_preset_save",
             "seq_upload", "seq_add_", "seq_up_", "seq_down_", "seq_rm_", "seq_storyboard", "seq_preview",
             "seq_export", "seq_dl", "seq_audio")
 _PLAIN = (str, int, float, bool, type(None), list, tuple, dict)

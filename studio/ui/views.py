@@ -66,7 +66,13 @@ def job_card(job: Job, queue: JobQueue, key: str = "") -> None:
             if job.preview and Path(job.preview).is_file():
                 st.image(job.preview, caption="latest frame", width="stretch")
     elif job.status == "queued":
-        st.caption("waiting for a free worker")
+        c = st.columns([4, 1, 1])
+        c[0].caption("waiting for a free worker")
+        for col, up, arrow in ((c[1], True, "↑"), (c[2], False, "↓")):
+            if col.button(arrow, key=f"move_{'up' if up else 'down'}_{key}{job.id}",
+                          help="Run earlier" if up else "Run later"):
+                queue.move(job.id, up)
+                st.rerun()
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
     elif job.status == "cancelled":
