@@ -17,6 +17,7 @@ from test_browser import (
     driver,
     server,
 )
+from test_browser_flows import _slider_to
 
 pytestmark = pytest.mark.browser
 __all__ = ["driver", "server"]
@@ -40,14 +41,14 @@ def _checked_radio(driver, group: str) -> str:
 
 def _slider_value(driver, label: str) -> str:
     w = _widget(driver, "stSlider", label)
-    return w.find_element(_by().CSS_SELECTOR, "[role=slider]").get_attribute("aria-valuenow")
+    return str(int(float(w.find_element(_by().CSS_SELECTOR, "input[type=range]").get_attribute("value"))))
 
 
 def _nav(driver, label: str) -> None:
-    """Click the sidebar link `label` (a page switch inside the app, not a reload)."""
+    """Click the sidebar link to url path `label` (a page switch inside the app, not a reload)."""
     def go():
-        for a in driver.find_elements(_by().CSS_SELECTOR, "[data-testid=stSidebarNav] a"):
-            if a.text.strip() == label:
+        for a in driver.find_elements(_by().CSS_SELECTOR, "a[data-testid=stSidebarNavLink]"):
+            if (a.get_attribute("href") or "").rstrip("/").endswith("/" + label):
                 a.click()
                 return True
         return False
@@ -63,21 +64,17 @@ def test_settings_survive_a_page_switch_and_the_player_is_wide_and_plays(server,
     area = _wait(lambda: driver.find_element(_by().CSS_SELECTOR, "textarea"), 20, "the prompt")
     area.click()
     area.send_keys("pan right, clouds drifting", Keys.TAB)
-    _wait(lambda: "pan right" in (driver.current_url or ""), 20, "the prompt in the URL")
+    _wait(lambda: "clouds" in (driver.current_url or ""), 20, "the prompt in the URL")
 
-    def frames_to(n: int) -> bool:
-        w = _widget(driver, "stSlider", "Frames").find_element(_by().CSS_SELECTOR, "[role=slider]")
-        cur = int(w.get_attribute("aria-valuenow"))
-        if cur == n:
-            return True
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", w)
-        driver.switch_to.active_element.send_keys(Keys.ARROW_RIGHT if cur < n else Keys.ARROW_LEFT)
-        time.sleep(0.15)
-        return False
-    _wait(lambda: frames_to(24), 60, "Frames = 24")
+    _slider_to(driver, "Frames", 24)
     _click_when(lambda: driver.find_element(
         _by().XPATH, "//label[.//p[normalize-space()='×2']]"), 20, "Interpolation ×2")
     _wait(lambda: _checked_radio(driver, "Interpolation") == "×2", 20, "×2 chosen")
+    # the server has taken ×2 (its rerun drew the RIFE row), not only the radio in the browser
+    _wait(lambda: "RIFE" in driver.find_element(_by().CSS_SELECTOR, "[data-testid=stTable]").text, 60,
+          "the ledger's RIFE row")
+    _wait(lambda: "24" in driver.find_element(_by().CSS_SELECTOR, "[data-testid=stTable]").text, 30,
+          "24 frames in the ledger")
     _wait(lambda: _slider_value(driver, "Frames") == "24", 20, "Frames 24 drawn")
     # away to the Gallery and back, through the sidebar
     _nav(driver, "Gallery")
@@ -92,6 +89,14 @@ def test_settings_survive_a_page_switch_and_the_player_is_wide_and_plays(server,
         "value")
     assert _checked_radio(driver, "Input image") in ("Upload", "From the gallery")
     assert driver.find_elements(_by().CSS_SELECTOR, "[data-testid=stImageCaption]")   # the photo
+    # every example chip is whole and inside the form's column (they were cut before)
+    chips = driver.execute_script("""
+        const area = document.querySelector('textarea').getBoundingClientRect();
+        return [...document.querySelectorAll('button')].filter(b => b.textContent.includes('💡'))
+            .map(b => { const r = b.getBoundingClientRect(); const p = b.querySelector('p') || b;
+                        return [b.textContent.trim(), r.left >= area.left - 1 && r.right <= area.right + 1,
+                                p.scrollWidth <= p.clientWidth + 1]; });""")
+    assert len(chips) == 4 and all(c[1] and c[2] for c in chips), chips
     driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     _shot(driver, "generate")
@@ -100,13 +105,16 @@ def test_settings_survive_a_page_switch_and_the_player_is_wide_and_plays(server,
         _by().XPATH, "//label[.//p[normalize-space()='off']]"), 20, "Interpolation off")
     _wait(lambda: _checked_radio(driver, "Interpolation") == "off", 20, "off chosen")
     _click_when(lambda: _button(driver, "🎬 Generate"), 60, "Generate")
-    video = _wait(lambda: driver.find_element(_by().TAG_NAME, "video"), 90, "the <video>")
+    _wait(lambda: driver.find_element(_by().TAG_NAME, "video"), 90, "the <video>")
     col = driver.execute_script("""
         const v = document.querySelector('video');
         const block = v.closest('[data-testid=stVerticalBlockBorderWrapper]') || v.parentElement;
         return [v.getBoundingClientRect().width, block.getBoundingClientRect().width];""")
     assert col[0] >= 0.85 * col[1] and col[0] >= 400, col            # was ~190 px in a half column
-    _wait(lambda: driver.execute_script("return arguments[0].readyState", video) >= 2, 30, "video data")
-    t0 = driver.execute_script("return arguments[0].currentTime", video)
-    _wait(lambda: driver.execute_script("return arguments[0].currentTime", video) != t0, 20, "it plays")
+    # looked up afresh each time (a rerun may replace the element); no script calls play()
+    state = ("const v = document.querySelector('video'); "
+             "return v && [v.readyState, v.currentTime, v.paused, v.autoplay, v.outerHTML.slice(0, 300)];")
+    _wait(lambda: (driver.execute_script(state) or [0])[0] >= 2, 30, "video data")
+    t0 = driver.execute_script(state)[1]
+    _wait(lambda: driver.execute_script(state)[1] != t0, 20, f"it plays ({driver.execute_script(state)})")
     _shot(driver, "generate-result")

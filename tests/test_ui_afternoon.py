@@ -54,8 +54,8 @@ def test_names_and_labels_read_as_words(photo):
     labels = {w.key: w.label for w in [*at.slider, *at.number_input, *at.text_input, *at.checkbox]}
     assert labels["gen_camera_fps"] == "FPS" and labels["gen_post_crf"] == "CRF"
     assert labels["gen_camera_motion"] == "Camera moves"    # not "Motion" right under "Motion prompt"
-    pills = at.get("button_group")
-    assert any("slow orbit left around the subject" in str(p.proto) for p in pills)   # whole examples
+    chips = [b.label for b in at.button if b.key and b.key.startswith("chip_")]
+    assert "💡 slow orbit left around the subject" in chips               # whole examples
 
 
 def test_continue_takes_the_source_clips_size_fps_and_post_settings(photo):

@@ -206,14 +206,12 @@ def prompt_section(uses_prompt: bool) -> str:
     text = st.text_area("Motion prompt", key="gen_prompt", height=80,
                         help="Describe the motion, e.g. 'camera slowly zooming in'." +
                         ("" if uses_prompt else " This engine ignores the prompt."))
-    def _pick() -> None:
-        ex = st.session_state.get("gen_example")
-        if ex:
-            st.session_state["gen_prompt"] = ex
-        st.session_state["gen_example"] = None
-    # pills size to their text: whole examples, never cut to the width of a grid column
-    st.pills("Examples", EXAMPLES, key="gen_example", on_change=_pick, label_visibility="collapsed",
-             format_func=lambda ex: f"💡 {ex}")
+    def _set(text: str) -> None:
+        st.session_state["gen_prompt"] = text
+    # chips sized to their text in a row that wraps: whole examples, never cut to a grid column
+    with st.container(horizontal=True, wrap=True, gap="small"):
+        for i, ex in enumerate(EXAMPLES):
+            st.button(f"💡 {ex}", key=f"chip_{i}", on_click=_set, args=(ex,), width="content")
     remember_in_url("prompt", text.strip()[:500] or None)
     return text
 

@@ -140,12 +140,26 @@ def result_section() -> None:
             st.subheader("Result")
             if job.result.get("note"):
                 st.info(f"Job {job.id}: {job.result['note']}.")
-            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
+            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id,
+                        alt=_player_alt(job.id))
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
     elif job.status == "cancelled":          # said once: it does not follow you back to the page
         st.warning(f"Job {job.id} was cancelled; nothing was written.")
         unfollow_job()
+
+
+def _player_alt(job_id: str) -> str:
+    """The result player's alt text, new on every full run of the page.
+
+    Streamlit's player autoplays only on the first mount of its element id, and the Generate
+    page's result is mounted more than once as it arrives (the browser test saw it paused with
+    autoplay off), so it never played by itself.  A new id each full run makes it start again after
+    a change on the page: a short muted loop, where the Gallery's plays once opened.
+    """
+    n = st.session_state.get("_page_runs", 0) + 1
+    st.session_state["_page_runs"] = n
+    return f"Result of job {job_id} (view {n})"
 
 
 def render() -> None:

@@ -15,10 +15,14 @@ from .service import engine, extra_paths, make_extras, save_last_frame
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov")
 
 
-def show_media(out: Path) -> None:
-    """A video player for video files, the image for a GIF, a note for a PNG folder."""
+def show_media(out: Path, alt: str | None = None) -> None:
+    """A video player for video files, the image for a GIF, a note for a PNG folder.
+
+    Streamlit autoplays an unkeyed player only the first time its element id mounts; `alt` is part
+    of that id, so a caller that shows a new result passes a new `alt` and it plays again.
+    """
     if out.suffix.lower() in VIDEO_SUFFIXES:
-        st.video(str(out), loop=True, autoplay=True, muted=True)
+        st.video(str(out), loop=True, autoplay=True, muted=True, alt=alt or display_name(out))
     elif out.suffix.lower() == ".gif":
         st.image(str(out))
     else:
@@ -107,12 +111,13 @@ def _rerun_section(manifest: dict[str, Any], manifest_path: Path, key: str) -> N
             st.rerun()
 
 
-def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = True) -> None:
+def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = True,
+                alt: str | None = None) -> None:
     """The whole result block for one output: the player at the block's full width (a half-column
     player was ~190 px wide on the Generate page), its facts, then the buttons in a row."""
     manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     final = manifest.get("output") or {}
-    show_media(out)
+    show_media(out, alt)
     if final:
         st.caption(f"{display_name(out)} · {final.get('frames')} frames · {final.get('fps'):g} fps · "
                    f"{final.get('width')}×{final.get('height')} · {final.get('codec')}")
