@@ -22,6 +22,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+ENCODE_SECONDS_PER_MPX = {"h264": 0.012, "h265": 0.05, "vp9": 0.04, "prores": 0.01, "gif": 0.03,
+                          "png": 0.03}
+SEQUENCE_SECONDS_PER_MPX = 0.02   # compose (fit, blend) per output megapixel, before the encode
 KEEP = 8              # the latest runs of a step that a ratio is taken from
 MAX_LINES = 4000      # the file is cut back to its newest half past this many lines
 _CACHE: dict[str, Any] = {}
@@ -130,15 +133,19 @@ def record(rows: list[dict[str, Any]], timings: dict[str, float], device: str,
                 continue
             lines.append(json.dumps({"key": row_key(r, device), "bucket": size_bucket(r),
                                      "formula": round(formula, 4), "actual": round(float(secs), 4)}))
-        if not lines:
-            return
-        path = history_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _LOCK, open(path, "a", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        _trim(path)
+        _append(lines)
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("could not record this run's timings for the estimates")
+
+
+def _append(lines: list[str]) -> None:
+    if not lines:
+        return
+    path = history_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _LOCK, open(path, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    _trim(path)
 
 
 def _trim(path: Path) -> None:
@@ -179,3 +186,29 @@ def eta_seconds(rows: list[dict[str, Any]], stage: str | None, i: int, n: int,
     by_plan = max(0.0, total - elapsed)
     by_pace = elapsed * (1 - f) / f if f > 0.02 else by_plan
     return round((1 - f) * by_plan + f * by_pace, 1)
+
+
+def _sequence_row(frames: int, width: int, height: int, codec: str) -> dict[str, Any]:
+    mpx = frames * width * height / 1e6
+    formula = mpx * (SEQUENCE_SECONDS_PER_MPX + ENCODE_SECONDS_PER_MPX.get(codec, 0.02))
+    return {"stage": "sequence", "label": f"sequence {codec}", "frames": frames, "width": width,
+            "height": height, "est_formula": round(formula, 4)}
+
+
+def sequence_estimate(frames: int, width: int, height: int, codec: str, device: str = "cpu"
+                      ) -> tuple[float, int]:
+    """(seconds, runs it learned from) for rendering a sequence plan of that shape."""
+    row = _sequence_row(frames, width, height, codec)
+    got = ratio_for(row_key(row, device), size_bucket(row))
+    return (round(row["est_formula"] * got[0], 2), got[1]) if got else (row["est_formula"], 0)
+
+
+def record_sequence(frames: int, width: int, height: int, codec: str, seconds: float,
+                    device: str = "cpu") -> None:
+    """Append a finished sequence render (its plan's shape and wall time).  Never raises."""
+    row = _sequence_row(frames, width, height, codec)
+    try:
+        _append([json.dumps({"key": row_key(row, device), "bucket": size_bucket(row),
+                             "formula": row["est_formula"], "actual": round(float(seconds), 4)})])
+    except Exception:  # noqa: BLE001 - a render's output matters more than its estimate
+        log.exception("could not record this sequence's timing for the estimates")

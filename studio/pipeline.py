@@ -19,7 +19,7 @@ import numpy as np
 from . import __version__
 from .clip import Clip, ClipSpec
 from .context import RunContext
-from .estimates import learned, record
+from .estimates import ENCODE_SECONDS_PER_MPX, learned, record
 from .outputs import (
     atomic_path,
     base_clip_path,
@@ -36,8 +36,6 @@ from .stages import Stage, plan_chain, run_chain, stage_to_dict
 log = logging.getLogger(__name__)
 
 POST_FIELDS = [n for n, p in SPEC.items() if p.group in ("post", "output")]
-ENCODE_SECONDS_PER_MPX = {"h264": 0.012, "h265": 0.05, "vp9": 0.04, "prores": 0.01, "gif": 0.03,
-                          "png": 0.03}
 
 
 def default_device() -> str:

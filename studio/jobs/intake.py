@@ -23,7 +23,6 @@ ADMIN_KINDS = ("weights",)
 OUTPUT_ID = re.compile(r"^[0-9a-f]{12}$")
 MAX_SEQUENCE_ENTRIES = 100
 MAX_LORAS = 8
-SEQUENCE_SECONDS_PER_MPX = 0.02   # compose (fit, blend) per output megapixel, before the encode
 
 
 class Refused(Exception):
@@ -277,7 +276,7 @@ class Planner:
                                    "out": out}, _plan_from_ledger(led))
 
     def sequence(self, p: dict[str, Any]) -> Intake:
-        from ..pipeline import ENCODE_SECONDS_PER_MPX
+        from ..estimates import sequence_estimate
         from ..sequence.plan import plan_sequence
         from ..sequence.spec import load_spec
         p = _obj(p, "payload", ("spec",))
@@ -309,8 +308,7 @@ class Planner:
             plan = plan_sequence(loaded, out, known=known)
         except (ValueError, TypeError) as e:
             raise Refused(422, f"payload.spec: {self._hide_paths(str(e), run_spec, spec)}") from None
-        mpx = plan.frames * plan.width * plan.height / 1e6
-        est = mpx * (SEQUENCE_SECONDS_PER_MPX + ENCODE_SECONDS_PER_MPX.get(plan.codec, 0.02))
+        est = sequence_estimate(plan.frames, plan.width, plan.height, plan.codec)[0]
         return Intake("sequence", p, {"spec": run_spec, "out": out},
                       Plan(round(est, 2), plan.frames, plan.width, plan.height,
                            plan.frames * plan.width * plan.height * 3, {"sequence": plan.to_dict()}))

@@ -315,6 +315,9 @@ def plan_section(d: dict[str, Any]) -> bool:
     c = st.columns(2)
     c[0].metric("Size", f"{plan.width}×{plan.height}")
     c[1].metric("FPS", f"{plan.fps:g}")
+    secs, runs = service.sequence_estimate(plan)
+    st.metric("Est. time", f"{secs:.1f} s", help=f"learned from {runs} export(s) on this machine" if runs
+              else "a first guess: it learns from this machine's exports")
     st.session_state["seq_plan"] = plan.to_dict()
     return True
 
