@@ -31,6 +31,18 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
+def load_factor(device: str) -> float:
+    """How much slower CPU work runs now than on an idle machine: the 1-minute load average per core
+    (at least 1); 1 on a GPU.  Ratios are stored divided by it and used multiplied by it, so runs
+    taught under one load still predict under another."""
+    if str(device).startswith("cuda"):
+        return 1.0
+    try:
+        return max(1.0, os.getloadavg()[0] / max(1, os.cpu_count() or 1))
+    except OSError:
+        return 1.0
+
+
 def history_path() -> Path:
     """Where finished runs' timings are kept (beside the outputs)."""
     from .outputs import outputs_dir
@@ -86,21 +98,24 @@ def ratio_for(key: str, bucket: int) -> tuple[float, int] | None:
         return None
     near = [s for s in mine if abs(int(s.get("bucket", -99)) - bucket) <= 1] or mine
     last = near[-KEEP:]
-    return statistics.median(s["actual"] / s["formula"] for s in last), len(last)
+    return statistics.median(s["actual"] / s["formula"] / float(s.get("load", 1.0)) for s in last), len(last)
 
 
 def learned(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
     """The rows with `est_seconds` scaled by what this machine's runs took (`est_formula` keeps the
     formula's seconds, `est_runs` how many runs the scale is from; absent before any run)."""
     out = []
+    load = load_factor(device)
     for r in rows:
         r = dict(r)
         formula = float(r.get("est_formula", r.get("est_seconds") or 0.0))
         r["est_formula"] = formula
         got = ratio_for(row_key(r, device), size_bucket(r)) if formula > 0 else None
         if got:
-            r["est_seconds"] = round(formula * got[0], 3)
+            r["est_seconds"] = round(formula * got[0] * load, 3)
             r["est_runs"] = got[1]
+        elif load > 1.0:
+            r["est_seconds"] = round(formula * load, 3)
         out.append(r)
     return out
 
@@ -127,11 +142,12 @@ def record(rows: list[dict[str, Any]], timings: dict[str, float], device: str,
         if total is not None and real and real[-1] is not None:
             real[-1] = real[-1] + max(0.0, total - sum(x or 0.0 for x in real))
         lines = []
+        load = round(load_factor(device), 3)
         for r, secs in zip(rows, real, strict=True):
             formula = float(r.get("est_formula", r.get("est_seconds") or 0.0))
             if secs is None or formula <= 0:
                 continue
-            lines.append(json.dumps({"key": row_key(r, device), "bucket": size_bucket(r),
+            lines.append(json.dumps({"key": row_key(r, device), "bucket": size_bucket(r), "load": load,
                                      "formula": round(formula, 4), "actual": round(float(secs), 4)}))
         _append(lines)
     except Exception:  # noqa: BLE001 - see the docstring
@@ -195,12 +211,19 @@ def _sequence_row(frames: int, width: int, height: int, codec: str) -> dict[str,
             "height": height, "est_formula": round(formula, 4)}
 
 
+def sequence_formula(frames: int, width: int, height: int, codec: str) -> float:
+    """The formula's seconds for rendering a sequence plan of that shape (nothing learned)."""
+    return float(_sequence_row(frames, width, height, codec)["est_formula"])
+
+
 def sequence_estimate(frames: int, width: int, height: int, codec: str, device: str = "cpu"
                       ) -> tuple[float, int]:
     """(seconds, runs it learned from) for rendering a sequence plan of that shape."""
     row = _sequence_row(frames, width, height, codec)
     got = ratio_for(row_key(row, device), size_bucket(row))
-    return (round(row["est_formula"] * got[0], 2), got[1]) if got else (row["est_formula"], 0)
+    load = load_factor(device)
+    return (round(row["est_formula"] * got[0] * load, 2), got[1]) if got else (
+        round(row["est_formula"] * load, 2), 0)
 
 
 def record_sequence(frames: int, width: int, height: int, codec: str, seconds: float,
@@ -209,6 +232,7 @@ def record_sequence(frames: int, width: int, height: int, codec: str, seconds: f
     row = _sequence_row(frames, width, height, codec)
     try:
         _append([json.dumps({"key": row_key(row, device), "bucket": size_bucket(row),
+                             "load": round(load_factor(device), 3),
                              "formula": row["est_formula"], "actual": round(float(seconds), 4)})])
     except Exception:  # noqa: BLE001 - a render's output matters more than its estimate
         log.exception("could not record this sequence's timing for the estimates")
