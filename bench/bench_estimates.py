@@ -63,7 +63,8 @@ def main() -> None:
         spec = {"version": 1, "output": {"size": [1280, 720], "fps": 24, "codec": "h264"},
                 "clips": [{"path": c, "transition": {"type": "crossfade", "duration": 0.5}}
                           for c in clips[-3:]] * (3 // len(clips[-3:]))}
-        spec["clips"] = spec["clips"][:3]
+        spec["clips"] = [dict(c) for c in spec["clips"][:3]]
+        spec["clips"][-1]["transition"] = {"type": "cut", "duration": 0.0}
         loaded = load_spec(spec)
         out = tmp / f"seq-{i}.mp4"
         plan = plan_sequence(loaded, out)

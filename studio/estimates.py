@@ -17,6 +17,7 @@ import math
 import os
 import statistics
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ ENCODE_SECONDS_PER_MPX = {"h264": 0.012, "h265": 0.05, "vp9": 0.04, "prores": 0.
                           "png": 0.03}
 SEQUENCE_SECONDS_PER_MPX = 0.02   # compose (fit, blend) per output megapixel, before the encode
 KEEP = 8              # the latest runs of a step that a ratio is taken from
+WARM_S = 900.0        # a step that ran this recently is expected warm (its imports and models loaded)
+_RAN: set[str] = set()   # steps this process has run (its next run of them is warm)
 MAX_LINES = 4000      # the file is cut back to its newest half past this many lines
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -56,6 +59,9 @@ def row_key(row: dict[str, Any], device: str) -> str:
     label = str(row.get("label") or "")
     if stage == "engine":
         stage += ":" + label.split(":")[0].split(" ")[0]
+        speed = row.get("speed")
+        if isinstance(speed, dict) and speed.get("tier"):      # each speed tier learns on its own
+            stage += "/" + str(speed["tier"])
     elif stage == "encode":
         stage += ":" + label.split()[-1] if label else ""
     return f"{stage}@{dev}"
@@ -92,10 +98,17 @@ def _samples() -> list[dict[str, Any]]:
 
 
 def ratio_for(key: str, bucket: int) -> tuple[float, int] | None:
-    """(median real/formula ratio, runs it is from) for a step, or None before its first run."""
+    """(median real/formula ratio, runs it is from) for a step, or None before its first run.
+
+    A worker's first run of a step pays for imports and model loads ("cold"); later ones do not.
+    The next run is expected warm when the step last ran within `WARM_S`, and is then estimated
+    from warm runs (cold ones otherwise), when there are such.
+    """
     mine = [s for s in _samples() if s.get("key") == key]
     if not mine:
         return None
+    cold = time.time() - float(mine[-1].get("t", 0.0)) > WARM_S
+    mine = [s for s in mine if bool(s.get("cold")) == cold] or mine
     near = [s for s in mine if abs(int(s.get("bucket", -99)) - bucket) <= 1] or mine
     last = near[-KEEP:]
     return statistics.median(s["actual"] / s["formula"] / float(s.get("load", 1.0)) for s in last), len(last)
@@ -147,11 +160,17 @@ def record(rows: list[dict[str, Any]], timings: dict[str, float], device: str,
             formula = float(r.get("est_formula", r.get("est_seconds") or 0.0))
             if secs is None or formula <= 0:
                 continue
-            lines.append(json.dumps({"key": row_key(r, device), "bucket": size_bucket(r), "load": load,
-                                     "formula": round(formula, 4), "actual": round(float(secs), 4)}))
+            lines.append(_line(row_key(r, device), size_bucket(r), load, formula, float(secs)))
         _append(lines)
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("could not record this run's timings for the estimates")
+
+
+def _line(key: str, bucket: int, load: float, formula: float, actual: float) -> str:
+    cold = key not in _RAN
+    _RAN.add(key)
+    return json.dumps({"key": key, "bucket": bucket, "load": load, "formula": round(formula, 4),
+                       "actual": round(actual, 4), "cold": cold, "t": round(time.time(), 1)})
 
 
 def _append(lines: list[str]) -> None:
@@ -231,8 +250,7 @@ def record_sequence(frames: int, width: int, height: int, codec: str, seconds: f
     """Append a finished sequence render (its plan's shape and wall time).  Never raises."""
     row = _sequence_row(frames, width, height, codec)
     try:
-        _append([json.dumps({"key": row_key(row, device), "bucket": size_bucket(row),
-                             "load": round(load_factor(device), 3),
-                             "formula": row["est_formula"], "actual": round(float(seconds), 4)})])
+        _append([_line(row_key(row, device), size_bucket(row), round(load_factor(device), 3),
+                       row["est_formula"], float(seconds))])
     except Exception:  # noqa: BLE001 - a render's output matters more than its estimate
         log.exception("could not record this sequence's timing for the estimates")
