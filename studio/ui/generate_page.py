@@ -140,8 +140,9 @@ def result_section() -> None:
             st.subheader("Result")
             if job.result.get("note"):
                 st.info(f"Job {job.id}: {job.result['note']}.")
-            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id,
-                        alt=_player_alt(job.id))
+            alt = _player_alt(job.id)
+            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id, alt=alt)
+            play_when_ready(alt)
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
     elif job.status == "cancelled":          # said once: it does not follow you back to the page
@@ -160,6 +161,17 @@ def _player_alt(job_id: str) -> str:
     n = st.session_state.get("_page_runs", 0) + 1
     st.session_state["_page_runs"] = n
     return f"Result of job {job_id} (view {n})"
+
+
+def play_when_ready(alt: str) -> None:
+    """Start the muted result player labelled `alt` once it is in the page (Streamlit drops its
+    autoplay when the element mounts a second time, which the result's arrival can cause)."""
+    label = "".join(c for c in alt if c.isalnum() or c in " ()·-")      # our own text: job id, counter
+    st.html(f"""<script>(() => {{ let n = 0; const t = setInterval(() => {{
+      const v = document.querySelector('video[aria-label="{label}"]');
+      if (v) {{ v.muted = true; if (v.paused) {{ const p = v.play(); if (p) p.catch(() => {{}}); }}
+               else clearInterval(t); }}
+      if (++n > 60) clearInterval(t); }}, 250); }})();</script>""", unsafe_allow_javascript=True)
 
 
 def render() -> None:
