@@ -6,6 +6,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PORT    ?= 8501
+# `make api` honours PORT when you set it (default 8000)
+API_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8000)
 PYTEST_ARGS ?=
 
 .PHONY: setup weights run api test lint bench-cpu clean
@@ -34,7 +36,7 @@ run: weights
 	$(BIN)/python -m studio stack ui --port $(PORT)
 
 api: weights
-	$(BIN)/python -m studio stack api --port 8000
+	$(BIN)/python -m studio stack api --port $(API_PORT)
 
 test: weights
 	bash scripts/ensure_browser.sh || echo "WARNING: no Chromium; browser tests will be skipped"

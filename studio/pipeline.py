@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__
 from .clip import Clip, ClipSpec
 from .context import RunContext
+from .estimates import ENCODE_SECONDS_PER_MPX, learned, record
 from .outputs import (
     atomic_path,
     base_clip_path,
@@ -35,8 +36,6 @@ from .stages import Stage, plan_chain, run_chain, stage_to_dict
 log = logging.getLogger(__name__)
 
 POST_FIELDS = [n for n, p in SPEC.items() if p.group in ("post", "output")]
-ENCODE_SECONDS_PER_MPX = {"h264": 0.012, "h265": 0.05, "vp9": 0.04, "prores": 0.01, "gif": 0.03,
-                          "png": 0.03}
 
 
 def default_device() -> str:
@@ -137,7 +136,7 @@ def ledger_for(base: ClipSpec, base_row: dict[str, Any], stages: list[Stage], co
     mpx = final.frames * final.width * final.height / 1e6
     rows.append(_row("encode", f"encode {codec}", final,
                      {"seconds": mpx * ENCODE_SECONDS_PER_MPX.get(codec, 0.02)}))
-    return Ledger(rows, final)
+    return Ledger(learned(rows, device), final)    # the formulas, scaled by this machine's runs
 
 
 def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | None = None,
@@ -244,6 +243,7 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
             _save_base(base, written)
         if t_start is not None:
             timings["total"] = round(time.perf_counter() - t_start, 4)
+        record(ledger.rows, timings, ctx.device, timings.get("total"))   # the next estimates learn
         manifest = {
             "kind": "studio-manifest", "version": 1,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -30,7 +30,8 @@ def test_readme_curl_examples_work_as_written(tmp_path):
         (work / "tests" / "data").mkdir(parents=True)
         shutil.copy(ROOT / "tests" / "data" / "coffee.jpg", work / "tests" / "data" / "coffee.jpg")
         os.symlink(tmp_path / "outputs", work / "outputs")       # `cat outputs/.admin-token` as in a checkout
-        env = {**os.environ, "API": api.url}
+        env = {**os.environ, "API": api.url, "OUT": str(tmp_path / "dl")}
+        (tmp_path / "dl").mkdir()
         env.pop("TOKEN", None)
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", _example()], cwd=work, env=env,
                              capture_output=True, text=True, timeout=300)
@@ -38,7 +39,8 @@ def test_readme_curl_examples_work_as_written(tmp_path):
         lines = res.stdout.split()
         assert lines[0] == "8"                                   # the ledger's frames
         assert float(lines[1]) > 0                               # its estimate
-        assert (work / "clip.mp4").read_bytes()[4:8] == b"ftyp"
+        assert (tmp_path / "dl" / "clip.mp4").read_bytes()[4:8] == b"ftyp"
+        assert not (work / "clip.mp4").exists()                 # nothing written where it runs
         assert "queued" in lines or "running" in lines or "done" in lines
         job_line = [x for x in lines if re.fullmatch(r"[0-9a-f]{12}", x)]
         assert job_line, res.stdout                               # the post job names its input by id

@@ -16,6 +16,7 @@ def test_sequence_plan_table_shows_every_column(server, driver):
 
     from studio.pipeline import generate
     from studio.request import GenerationRequest
+    from studio.ui.names import display_name
     url, out = server
     names = ("20261122-043847-pan-right-clouds-drifting-55b33e.mp4", "plan-b-zoom-in.mp4")
     for name in names:
@@ -24,7 +25,7 @@ def test_sequence_plan_table_shows_every_column(server, driver):
     driver.get(url + "/Sequence")
     _wait(lambda: any("Sequence" in h.text for h in driver.find_elements(By.TAG_NAME, "h1")), 30, "the title")
     for i, name in enumerate(names, 1):
-        _choose(driver, "Clip", name)
+        _choose(driver, "Clip", display_name(name))
         _wait(lambda: _button(driver, "Add clip"), 10, "Add clip").click()
         _wait(lambda h=f"Timeline ({i})": _heading(driver, h), 20, f"Timeline ({i})")
     driver.find_element(By.XPATH, "//label[.//p[normalize-space()='Custom size']]").click()
@@ -39,7 +40,8 @@ def test_sequence_plan_table_shows_every_column(server, driver):
         return {heads: [...g.querySelectorAll('th')].map(t => t.textContent.trim()),
                 cells: [...g.querySelectorAll('td')].map(t => t.textContent.trim()),
                 scroll: s.scrollWidth, client: s.clientWidth};""")
-    assert grid["cells"][0] == names[0]                  # the whole name is in the cell (cut on screen)
+    # the readable name (time first, so two clips of one prompt differ where the cell is cut)
+    assert grid["cells"][0] == "04:38:47 · pan-right-clouds-drifting" == display_name(names[0])
     assert grid["heads"] == ["entry", "time (s)", "from previous"]
     assert "fade_black 0.5 s" in grid["cells"] and "0.50–1.50" in grid["cells"]
     assert grid["scroll"] <= grid["client"], grid          # every column inside the visible width

@@ -157,12 +157,12 @@ class Upscale:
         else:
             up = self._upscaler(ctx)
             backend = up.backend
-            per = up.tiles_per_frame(*frames.shape[1:3])
-            ctx.step("upscale", 0, n * per)
+            ctx.step("upscale", 0, n)
 
             def on_tile(done: float, total: int) -> None:
-                # progress in tiles (frames when untiled); a cancel set meanwhile stops the next tile
-                ctx.step("upscale", min(round(done * per), n * per), n * per)
+                # progress in frames (257 frames count "of 257", not "of 2313" tiles); called per
+                # tile, so a cancel set meanwhile stops the next tile
+                ctx.step("upscale", min(int(done), n), n)
                 ctx.check_cancel()
 
             out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel)

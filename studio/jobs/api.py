@@ -57,6 +57,8 @@ from .worker import JobQueue
 log = logging.getLogger(__name__)
 
 MAX_LIST = 200
+NO_WORKER = ("waiting: no worker is running, so nothing takes queued jobs; start one with "
+             "`python -m studio worker` (or run `python -m studio stack api`, the API plus its workers)")
 VALIDATE_AT_ONCE = 2   # uploads decoded at the same time (each may take a few GB for a huge image)
 
 
@@ -178,7 +180,9 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
     # -- routes ---------------------------------------------------------------------------------
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "workers": queue.running}
+        live = queue.workers()
+        return {"status": "ok", "workers": len(live), "devices": sorted({w["device"] for w in live}),
+                "busy": sum(1 for w in live if w["busy"])}
 
     @app.get("/me")
     def me(request: Request) -> dict[str, Any]:
@@ -297,7 +301,10 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
 
     @app.get("/jobs/{job_id}")
     def get_job(request: Request, job_id: str) -> dict[str, Any]:
-        return public_job(own_job(request, job_id))
+        d = public_job(own_job(request, job_id))
+        if d["status"] == "queued" and not d["message"] and not queue.workers():
+            d["message"] = NO_WORKER
+        return d
 
     @app.post("/jobs/{job_id}/cancel")
     def cancel_job(request: Request, job_id: str) -> dict[str, Any]:

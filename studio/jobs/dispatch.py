@@ -40,6 +40,20 @@ WORKER_STALE_S = 30.0  # a worker row not refreshed for this long is gone
 IDLE_POLL_S = 0.5  # the longest an idle worker waits before looking for a queued job
 
 
+def live_workers(store: JobStore) -> list[dict[str, Any]]:
+    """The workers whose dispatcher beat within `WORKER_STALE_S` (any process): id, device, busy.
+
+    Read from the `workers` table every dispatcher refreshes, so a page or an API that runs no job
+    itself still sees the worker processes that do.
+    """
+    with store.conn() as c:
+        c.executescript(WORKERS_SCHEMA)
+        rows = c.execute("SELECT id, device, busy, jobs_run FROM workers WHERE heartbeat >= ? ORDER BY id",
+                         (time.time() - WORKER_STALE_S,)).fetchall()
+    return [{"id": r["id"], "device": r["device"], "busy": r["busy"], "jobs_run": r["jobs_run"]}
+            for r in rows]
+
+
 def previews_dir(store: JobStore) -> Path:
     """Where job previews are kept: beside the store, in .previews/."""
     p = Path(store.path).parent / ".previews"

@@ -23,7 +23,6 @@ ADMIN_KINDS = ("weights",)
 OUTPUT_ID = re.compile(r"^[0-9a-f]{12}$")
 MAX_SEQUENCE_ENTRIES = 100
 MAX_LORAS = 8
-SEQUENCE_SECONDS_PER_MPX = 0.02   # compose (fit, blend) per output megapixel, before the encode
 
 
 class Refused(Exception):
@@ -94,7 +93,10 @@ class Intake:
 def _plan_from_ledger(led: Any) -> Plan:
     rows = led.rows
     temp = max(int(r["frames"]) * int(r["width"]) * int(r["height"]) * 3 for r in rows)
-    return Plan(led.total_seconds, led.final.frames, led.final.width, led.final.height, temp, led.to_dict())
+    # limits are checked on the formulas' seconds: they do not drift with this machine's load or history
+    # (the learned `est_seconds` the ledger shows would make a client's limit depend on them)
+    formula = round(sum(float(r.get("est_formula", r.get("est_seconds") or 0.0)) for r in rows), 2)
+    return Plan(formula, led.final.frames, led.final.width, led.final.height, temp, led.to_dict())
 
 
 class Resolver:
@@ -277,7 +279,7 @@ class Planner:
                                    "out": out}, _plan_from_ledger(led))
 
     def sequence(self, p: dict[str, Any]) -> Intake:
-        from ..pipeline import ENCODE_SECONDS_PER_MPX
+        from ..estimates import sequence_formula
         from ..sequence.plan import plan_sequence
         from ..sequence.spec import load_spec
         p = _obj(p, "payload", ("spec",))
@@ -309,8 +311,7 @@ class Planner:
             plan = plan_sequence(loaded, out, known=known)
         except (ValueError, TypeError) as e:
             raise Refused(422, f"payload.spec: {self._hide_paths(str(e), run_spec, spec)}") from None
-        mpx = plan.frames * plan.width * plan.height / 1e6
-        est = mpx * (SEQUENCE_SECONDS_PER_MPX + ENCODE_SECONDS_PER_MPX.get(plan.codec, 0.02))
+        est = sequence_formula(plan.frames, plan.width, plan.height, plan.codec)
         return Intake("sequence", p, {"spec": run_spec, "out": out},
                       Plan(round(est, 2), plan.frames, plan.width, plan.height,
                            plan.frames * plan.width * plan.height * 3, {"sequence": plan.to_dict()}))

@@ -132,6 +132,11 @@ class JobQueue:
         """True while this queue's dispatcher runs."""
         return self._thread is not None and self._thread.is_alive()
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers of this store, in any process (see `dispatch.live_workers`)."""
+        from .dispatch import live_workers
+        return live_workers(self.store)
+
     # -- jobs --------------------------------------------------------------------------------
     def submit(
         self,
@@ -159,6 +164,36 @@ class JobQueue:
         if self.dispatcher is not None:
             self.dispatcher.executor.cancel(job_id)
         return job
+
+    def move(self, job_id: str, up: bool) -> bool:
+        """Swap a queued job with the owner's queued job before it (`up`) or after it, in the order
+        workers take them (`created`, then insertion).  False when there is none to swap with."""
+        with self.store.conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                me = c.execute("SELECT id, owner, created, rowid FROM jobs WHERE id=? AND status='queued'",
+                               (job_id,)).fetchone()
+                other = None
+                if me is not None:
+                    cmp, order = ("<", "DESC") if up else (">", "ASC")
+                    other = c.execute(
+                        f"SELECT id, created, rowid FROM jobs WHERE status='queued' AND owner=? AND id<>? "
+                        f"AND (created {cmp} ? OR (created = ? AND rowid {cmp} ?)) "
+                        f"ORDER BY created {order}, rowid {order} LIMIT 1",
+                        (me["owner"], job_id, me["created"], me["created"], me["rowid"])).fetchone()
+                if other is None:
+                    c.execute("COMMIT")
+                    return False
+                mine, theirs = other["created"], me["created"]
+                if mine == theirs:                    # same instant: order by a hair instead
+                    mine += -1e-6 if up else 1e-6
+                c.execute("UPDATE jobs SET created=? WHERE id=?", (mine, job_id))
+                c.execute("UPDATE jobs SET created=? WHERE id=?", (theirs, other["id"]))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return True
 
     def get(self, job_id: str) -> Job:
         """The job with `job_id` (KeyError when unknown)."""

@@ -158,6 +158,8 @@ def render_sequence(spec: SequenceSpec | dict[str, Any] | str | Path, out: str |
     except BaseException:
         delete_output(written)
         raise
+    from ..estimates import record_sequence  # the next sequence estimate learns from this one
+    record_sequence(plan.frames, plan.width, plan.height, plan.codec, time.perf_counter() - t0, ctx.device)
     return written
 
 

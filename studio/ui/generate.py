@@ -9,28 +9,27 @@ from typing import Any
 import streamlit as st
 
 from ..params import Param
+from .batch import load_preset
 from .common import EngineInfo
+from .form_load import CONTINUE_NAMES, POST_NAMES, interp_options, load_request, source_request
 from .loras import check_for_engine, list_loras
+from .names import display_name
 from .service import (
     AUDIO_TYPES,
     accept_audio,
     accept_image,
     anchor_keys,
-    engine,
     list_outputs,
     lora_ref,
     save_last_frame,
     uploads_dir,
     upscaler_notes,
 )
-from .widgets import load_values, widget, widgets
+from .widgets import widget, widgets
 
 EXAMPLES = ("camera slowly zooming in", "pan right, clouds drifting", "slow orbit left around the subject",
             "dolly out, gentle handheld sway")
 SOURCES = ("Upload", "From the gallery", "Last frame of a clip")
-POST_NAMES = ("interpolate", "target_fps", "upscale", "upscaler", "color_match", "order", "scene_threshold")
-OUTPUT_NAMES = ("codec", "crf", "preset")
-AUDIO_NAMES = ("audio", "audio_fade")
 AUDIO_CODECS = (None, "h264", "h265", "vp9", "prores")   # None = the default (.mp4, H.264)
 LORA_STRENGTH_RANGE = (-4.0, 4.0)  # GenerationRequest.check's bounds for a LoRA strength
 POLL_S = 1.0
@@ -43,9 +42,20 @@ def current_job_id() -> str | None:
 
 
 def follow_job(job_id: str) -> None:
-    """Make this tab follow `job_id`."""
+    """Make this tab follow `job_id` (a followed job's result is shown here, so it never gets a
+    'Show result' row in the queue panel afterwards)."""
     st.session_state["job"] = job_id
     st.query_params["job"] = job_id
+    shown = st.session_state.setdefault("_shown_jobs", [])
+    if job_id not in shown:
+        shown.append(job_id)
+
+
+def unfollow_job() -> None:
+    """Follow no job (its notice was shown once)."""
+    st.session_state.pop("job", None)
+    if "job" in st.query_params:
+        del st.query_params["job"]
 
 
 def apply_pending() -> list[str]:
@@ -56,63 +66,42 @@ def apply_pending() -> list[str]:
     errors: list[str] = []
     cont = st.session_state.pop("_continue", None)
     if cont:
-        continue_from(cont["image"], cont.get("clip"))
+        errors += continue_from(cont["image"], cont.get("clip"))
     trig = st.session_state.pop("_insert_trigger", None)
     if trig:
         cur = str(st.session_state.get("gen_prompt", "")).strip()
         st.session_state["gen_prompt"] = f"{cur}, {trig}" if cur else trig
     reuse = st.session_state.pop("_reuse", None)
     if reuse:
+        errors += load_request(reuse)
+    preset = st.session_state.pop("_preset", None)
+    if preset:
         try:
-            eng = engine(reuse.get("engine", "camera"))
+            errors += load_request(load_preset(preset), keep_input=True)
         except ValueError as e:
-            return [str(e)]
-        st.session_state["gen_engine"] = eng.id
-        st.session_state["gen_prompt"] = reuse.get("prompt", "")
-        if reuse.get("image") and Path(reuse["image"]).is_file():
-            st.session_state["gen_image"] = reuse["image"]
-            st.session_state["gen_source"] = SOURCES[1]     # shown as an earlier image, not an upload
-        spec = eng.spec()
-        vals = {k: v for k, v in reuse.items() if k in spec and k not in ("prompt", "engine")}
-        post = {k: vals.pop(k) for k in list(vals) if k in POST_NAMES or k in OUTPUT_NAMES + AUDIO_NAMES}
-        audio = post.pop("audio", None)
-        st.session_state["gen_audio"] = audio if audio and Path(audio).is_file() else None
-        st.session_state.pop("gen_audio_id", None)
-        errors += load_values(spec, vals, f"gen_{eng.id}_")
-        errors += load_values(spec, post, "gen_post_")
-        mode = ("target fps" if post.get("target_fps") else
-                f"×{post['interpolate']}" if (post.get("interpolate") or 1) > 1 else "off")
-        if mode not in interp_options(spec["interpolate"]):
-            errors.append(f"interpolate={post['interpolate']} has no button here (×2, ×4, … or a "
-                          "target fps); interpolation is off")
-            mode = "off"
-        st.session_state["gen_post_interp_mode"] = mode
-        st.session_state["gen_post_up_on"] = (post.get("upscale") or 1) > 1
-        if post.get("target_fps"):
-            st.session_state["gen_post_tfps"] = float(post["target_fps"])
-        xspec = eng.extra_spec()   # every engine setting: the manifest's, else its default
-        xvals = {k: q.default for k, q in xspec.items()} | dict(reuse.get("extra") or {})
-        errors += load_values(xspec, xvals, f"gen_{eng.id}_x_")
-        st.session_state["gen_loras"] = [lr["name"] for lr in reuse.get("loras") or []]
-        for lr in reuse.get("loras") or []:
-            st.session_state[f"gen_lora_{lr['name']}"] = float(lr.get("strength", 1.0))
+            errors.append(str(e))
     return errors
 
 
-def continue_from(image: str, clip: str | None) -> None:
+def continue_from(image: str, clip: str | None) -> list[str]:
     """Make `image` (a clip's saved last frame) the input, shown under 'Last frame of a clip'.
 
     The engines' `anchor_start` setting is turned on, so the next clip starts exactly on that
-    frame (after interpolation and upscaling too).  Must run before any widget is drawn.
+    frame (after interpolation and upscaling too).  The source clip's size, fps and post-processing
+    are loaded too, so the continuation matches it unless the creator changes them.  Must run
+    before any widget is drawn; returns error texts for refused values.
     """
     ss = st.session_state
+    src = source_request(clip) if clip else None
+    errors = load_request(src, only=CONTINUE_NAMES) if src else []
     ss["gen_image"] = image
     ss["gen_source"] = SOURCES[2]
     if clip:
         ss["gen_last_pick"] = clip
     for key in anchor_keys():
         ss[key] = True
-    ss["_continued"] = Path(clip).name if clip else Path(image).name
+    ss["_continued"] = display_name(clip or image)
+    return errors
 
 
 def _image_source(src: str) -> None:
@@ -133,7 +122,7 @@ def _image_source(src: str) -> None:
         if st.session_state.get("gen_pick") not in opts:
             cur = st.session_state.get("gen_image")
             st.session_state["gen_pick"] = cur if cur in opts else opts[0]
-        pick = st.selectbox("Earlier image", opts, key="gen_pick", format_func=lambda s: Path(s).name)
+        pick = st.selectbox("Earlier image", opts, key="gen_pick", format_func=display_name)
         if st.button("Use this image", key="gen_use_pick"):
             st.session_state["gen_image"] = pick
     else:
@@ -144,7 +133,7 @@ def _image_source(src: str) -> None:
         opts = [str(r.path) for r in recs]
         if st.session_state.get("gen_last_pick") not in opts:
             st.session_state["gen_last_pick"] = opts[0]
-        pick = st.selectbox("Clip", opts, key="gen_last_pick", format_func=lambda s: Path(s).name)
+        pick = st.selectbox("Clip", opts, key="gen_last_pick", format_func=display_name)
         if st.button("Use its last frame", key="gen_use_last"):
             use_last_frame(Path(pick))
 
@@ -163,7 +152,7 @@ def input_section() -> str | None:
         st.success(f"Continuing from the last frame of {done}: it is the new input image.")
     img = st.session_state.get("gen_image")
     if img and Path(img).is_file():
-        st.image(img, caption=Path(img).name, width=256)
+        st.image(img, caption=display_name(img), width=256)
         remember_in_url("image", _upload_name(img))
         return img
     remember_in_url("image", None)
@@ -213,15 +202,16 @@ def use_last_frame(clip_path: Path) -> None:
 
 def prompt_section(uses_prompt: bool) -> str:
     """The motion prompt and its example chips."""
-    def _set(text: str) -> None:
-        st.session_state["gen_prompt"] = text
     st.session_state.setdefault("gen_prompt", "")
     text = st.text_area("Motion prompt", key="gen_prompt", height=80,
                         help="Describe the motion, e.g. 'camera slowly zooming in'." +
                         ("" if uses_prompt else " This engine ignores the prompt."))
-    cols = st.columns(2)
-    for i, ex in enumerate(EXAMPLES):
-        cols[i % 2].button(f"💡 {ex}", key=f"chip_{i}", on_click=_set, args=(ex,), width="stretch")
+    def _set(text: str) -> None:
+        st.session_state["gen_prompt"] = text
+    # chips sized to their text in a row that wraps: whole examples, never cut to a grid column
+    with st.container(horizontal=True, wrap=True, gap="small"):
+        for i, ex in enumerate(EXAMPLES):
+            st.button(f"💡 {ex}", key=f"chip_{i}", on_click=_set, args=(ex,), width="content")
     remember_in_url("prompt", text.strip()[:500] or None)
     return text
 
@@ -283,17 +273,6 @@ def lora_section(eng: EngineInfo) -> tuple[list[dict[str, Any]], list[str]]:
     return out, errors
 
 
-def interp_options(p: Param) -> list[str]:
-    """'off', the power-of-two factors the spec allows, and 'target fps'."""
-    hi = int(p.max or 1)
-    facs, f = [], 2
-    while f <= hi:
-        if p.min is None or f >= p.min:
-            facs.append(f)
-        f *= 2
-    return ["off", *[f"×{f}" for f in facs], "target fps"]
-
-
 def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[str, Any]:
     """Interpolation (×N or target fps) and upscaling (model, ×N) toggles, plus advanced settings."""
     vals: dict[str, Any] = {"interpolate": 1, "target_fps": None, "upscale": 1}
@@ -305,7 +284,7 @@ def post_section(spec: dict[str, Param], prefix: str, base_fps: float) -> dict[s
             tp = spec["target_fps"]
             guess = min(float(tp.max or 240), max(base_fps * 2, float(tp.min or 1)))
             st.session_state.setdefault(prefix + "tfps", guess)
-            vals["target_fps"] = widget(tp.override(optional=False), prefix + "tfps", label="Target fps")
+            vals["target_fps"] = widget(tp.override(optional=False), prefix + "tfps", label="Target FPS")
         elif mode != "off":
             vals["interpolate"] = int(mode.lstrip("×"))
     with c[1]:

@@ -9,9 +9,10 @@ import streamlit as st
 
 from ..jobs import Job
 from . import service
+from .batch import batch_requests, batch_section, presets_section
 from .common import engines_info, studio_queue
+from .form_load import OUTPUT_NAMES
 from .generate import (
-    OUTPUT_NAMES,
     POLL_S,
     apply_pending,
     audio_section,
@@ -22,6 +23,7 @@ from .generate import (
     lora_section,
     post_section,
     prompt_section,
+    unfollow_job,
 )
 from .results import show_result
 from .views import job_card, job_title, show_ledger
@@ -74,18 +76,21 @@ def jobs_panel() -> None:
 
     def body() -> None:
         ss = st.session_state
-        jobs = q.list(status=("queued", "running"))
+        # in the order they run: running first, then the queue oldest first (its arrows move a job)
+        jobs = sorted(q.list(status=("queued", "running")), key=lambda j: (j.status != "running", j.created))
         for j in jobs:
             with st.container(border=True):
                 job_card(j, q)
         follow = current_job_id()
         mine = [j for j in jobs if j.kind in FOLLOWED_KINDS]
         if not follow and mine:
-            follow = mine[-1].id                 # the oldest active one: it finishes first
+            follow = mine[0].id                  # the oldest active one: it finishes first
             follow_job(follow)
         seen = ss.setdefault("_seen_active", [])
         seen.extend(j.id for j in mine if j.id not in seen)
-        _finished_elsewhere(q, [i for i in seen if i != follow and i not in {j.id for j in jobs}])
+        shown = set(ss.get("_shown_jobs", []))
+        _finished_elsewhere(q, [i for i in seen if i != follow and i not in shown
+                                and i not in {j.id for j in jobs}])
         if follow:
             try:
                 job = q.get(follow)
@@ -135,11 +140,38 @@ def result_section() -> None:
             st.subheader("Result")
             if job.result.get("note"):
                 st.info(f"Job {job.id}: {job.result['note']}.")
-            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id)
+            alt = _player_alt(job.id)
+            show_result(out, Path(job.result.get("manifest") or str(out) + ".json"), key=job.id, alt=alt)
+            play_when_ready(alt)
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
-    elif job.status == "cancelled":
+    elif job.status == "cancelled":          # said once: it does not follow you back to the page
         st.warning(f"Job {job.id} was cancelled; nothing was written.")
+        unfollow_job()
+
+
+def _player_alt(job_id: str) -> str:
+    """The result player's alt text, new on every full run of the page.
+
+    Streamlit's player autoplays only on the first mount of its element id, and the Generate
+    page's result is mounted more than once as it arrives (the browser test saw it paused with
+    autoplay off), so it never played by itself.  A new id each full run makes it start again after
+    a change on the page: a short muted loop, where the Gallery's plays once opened.
+    """
+    n = st.session_state.get("_page_runs", 0) + 1
+    st.session_state["_page_runs"] = n
+    return f"Result of job {job_id} (view {n})"
+
+
+def play_when_ready(alt: str) -> None:
+    """Start the muted result player labelled `alt` once it is in the page (Streamlit drops its
+    autoplay when the element mounts a second time, which the result's arrival can cause)."""
+    label = "".join(c for c in alt if c.isalnum() or c in " ()·-")      # our own text: job id, counter
+    st.html(f"""<script>(() => {{ let n = 0; const t = setInterval(() => {{
+      const v = document.querySelector('video[aria-label="{label}"]');
+      if (v) {{ v.muted = true; if (v.paused) {{ const p = v.play(); if (p) p.catch(() => {{}}); }}
+               else clearInterval(t); }}
+      if (++n > 60) clearInterval(t); }}, 250); }})();</script>""", unsafe_allow_javascript=True)
 
 
 def render() -> None:
@@ -174,6 +206,7 @@ def render() -> None:
             out_spec = {k: spec[k].override(advanced=False) for k in OUTPUT_NAMES}
             values.update(widgets(out_spec, list(OUTPUT_NAMES), "gen_post_"))
             values.update(audio_section(spec, "gen_post_", values.get("codec")))
+        seeds, prompts = batch_section()
     with right:
         result_section()
         st.subheader("Ledger")
@@ -187,13 +220,31 @@ def render() -> None:
         if image is None:
             st.info("Pick an input image to generate.")
         can = bool(ok and image and eng.ready and not lora_errors)
-        if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
+        batch: list[Any] = []
+        if req is not None:
             try:
-                service.check_request(req)
-                job = studio_queue().submit("generate", {"request": req.to_dict()})
-                follow_job(job.id)
-                st.session_state["_seen_status"] = (job.id, job.status)
-                st.toast(f"Queued job {job.id}")
+                batch = batch_requests(req, seeds, prompts)
             except ValueError as e:
-                st.error(f"Cannot generate: {e}")
+                st.error(f"Batch refused: {e}")
+                can = False
+        if len(batch) > 1:
+            st.caption(f"One click queues {len(batch)} jobs: " + ", ".join(
+                f"“{r.prompt[:30]}” seed {r.seed}" for r in batch[:4]) + ("…" if len(batch) > 4 else ""))
+        if st.button("🎬 Generate", type="primary", disabled=not can, key="generate", width="stretch"):
+            submit_batch(batch)
+        presets_section(req)
         jobs_panel()
+
+
+def submit_batch(batch: list[Any]) -> None:
+    """Check every request first, then queue them all; the tab follows the first."""
+    try:
+        for r in batch:
+            service.check_request(r)
+        jobs = [studio_queue().submit("generate", {"request": r.to_dict()}) for r in batch]
+    except ValueError as e:
+        st.error(f"Cannot generate: {e}")
+        return
+    follow_job(jobs[0].id)
+    st.session_state["_seen_status"] = (jobs[0].id, jobs[0].status)
+    st.toast(f"Queued job {jobs[0].id}" if len(jobs) == 1 else f"Queued {len(jobs)} jobs")

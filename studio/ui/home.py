@@ -25,6 +25,16 @@ def weights_rows() -> list[dict[str, str]]:
             for r in weight_rows()]
 
 
+def workers_line(live: list[dict]) -> str:
+    """'2 worker(s) alive (1 busy) on cpu, cuda:0', or why nothing will run queued jobs."""
+    if not live:
+        return ("⛔ No worker is alive: queued jobs wait. Start one with `python -m studio worker` "
+                "(the studio page runs its own unless STUDIO_JOBS_WORKERS=0).")
+    devs = sorted({w["device"] for w in live})
+    busy = sum(1 for w in live if w["busy"])
+    return f"✅ {len(live)} worker(s) alive ({busy} busy) on {', '.join(devs)}"
+
+
 def render() -> None:
     """Draw the home page."""
     st.title("🎞️ Image-to-video studio")
@@ -53,6 +63,5 @@ def render() -> None:
     m = st.columns(5)
     for col, name in zip(m, ("queued", "running", "done", "failed", "cancelled"), strict=True):
         col.metric(name.capitalize(), len(q.list(status=name, limit=COUNT_LIMIT)) if name in STATUSES else 0)
-    devices = list(getattr(q, "devices", None) or [])
-    st.caption(f"{len(devices)} worker(s) on {', '.join(devices) or 'no device'}")
+    st.caption(workers_line(q.workers()))
     queue_table(q.list(limit=10))

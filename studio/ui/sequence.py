@@ -17,6 +17,7 @@ import streamlit as st
 
 from . import service
 from .common import studio_queue
+from .names import display_name
 from .results import downloads
 from .views import job_card
 
@@ -43,7 +44,7 @@ def add_section() -> None:
     with tabs[0]:
         recs = [r for r in service.list_outputs() if r.path.is_file() or r.path.is_dir()]
         if recs:
-            names = {str(r.path): r.path.name for r in recs}
+            names = {str(r.path): display_name(r.path) for r in recs}
             pick = st.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
             if st.button("Add clip", key="seq_add_gallery"):
                 _add({"path": pick})
@@ -92,7 +93,8 @@ def _w(kind: Any, label: str, iid: str, name: str, value: Any, **kw: Any) -> Any
 def _entry_controls(i: int, item: dict[str, Any], last: bool) -> None:
     iid = item["_id"]
     if "title" in item:
-        item["title"] = _w(st.text_input, "Text", iid, "title", item["title"])
+        # a text area: a text input would join "Launch day⏎Cape Canaveral" into one line
+        item["title"] = _w(st.text_area, "Title text", iid, "title", item["title"], height=68)
         c = st.columns(4)
         with c[0]:
             item["duration"] = _w(st.number_input, "Seconds", iid, "duration",
@@ -101,7 +103,7 @@ def _entry_controls(i: int, item: dict[str, Any], last: bool) -> None:
             item["font_size"] = int(_w(st.number_input, "Font size (0 = auto)", iid, "font", int(
                 item.get("font_size") or 0), min_value=0, max_value=1000, step=4)) or None
         with c[2]:
-            item["color"] = _w(st.color_picker, "Text", iid, "color", item.get("color", "#ffffff"))
+            item["color"] = _w(st.color_picker, "Text colour", iid, "color", item.get("color", "#ffffff"))
         with c[3]:
             item["background"] = _w(st.color_picker, "Background", iid, "bg",
                                     item.get("background", "#000000"))
@@ -143,7 +145,7 @@ def timeline_section() -> None:
         with st.container(border=True):
             head = st.columns([6, 1, 1, 1])
             label = (f"📝 {(item['title'].splitlines() or [''])[0][:40]}" if "title" in item
-                     else f"🎞️ {Path(item['path']).name}")
+                     else f"🎞️ {display_name(item['path'])}")
             head[0].markdown(f"**{i + 1}.** {label}")
             if head[1].button("↑", key=f"seq_up_{item['_id']}", disabled=i == 0):
                 items[i - 1], items[i] = items[i], items[i - 1]
@@ -293,7 +295,8 @@ def plan_rows(plan: Any) -> list[dict[str, str]]:
     rows = []
     for e in plan.entries:
         tr = "—" if e.transition_in == "cut" else f"{e.transition_in} {e.overlap_in / plan.fps:g} s"
-        rows.append({"entry": e.label, "time (s)": f"{e.start / plan.fps:.2f}–{e.end / plan.fps:.2f}",
+        name = display_name(e.label) if e.kind == "clip" else e.label
+        rows.append({"entry": name, "time (s)": f"{e.start / plan.fps:.2f}–{e.end / plan.fps:.2f}",
                      "from previous": tr})
     return rows
 
@@ -312,6 +315,9 @@ def plan_section(d: dict[str, Any]) -> bool:
     c = st.columns(2)
     c[0].metric("Size", f"{plan.width}×{plan.height}")
     c[1].metric("FPS", f"{plan.fps:g}")
+    secs, runs = service.sequence_estimate(plan)
+    st.metric("Est. time", f"{secs:.1f} s", help=f"learned from {runs} export(s) on this machine" if runs
+              else "a first guess: it learns from this machine's exports")
     st.session_state["seq_plan"] = plan.to_dict()
     return True
 
@@ -324,8 +330,13 @@ def preview_section(d: dict[str, Any]) -> None:
     if c[1].button("Quick preview", key="seq_preview"):
         with st.spinner("Rendering a low-resolution preview…"):
             st.session_state["seq_preview_path"] = str(service.quick_preview(d))
+
+
+def board_section() -> None:
+    """The storyboard strip and the quick preview at the page's full width (legible, unlike the
+    narrow plan column)."""
     if st.session_state.get("seq_board") is not None:
-        st.image(st.session_state["seq_board"], caption="one frame per entry")
+        st.image(st.session_state["seq_board"], caption="Storyboard: one frame per entry", width="stretch")
     if st.session_state.get("seq_preview_path"):
         st.video(st.session_state["seq_preview_path"])
 
@@ -379,3 +390,4 @@ def render() -> None:
         if ok:
             preview_section(d)
             export_section(d)
+    board_section()

@@ -28,8 +28,9 @@ __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRo
            "engine", "engine_ids", "engine_inventory", "engines_info", "extension_for", "extra_paths",
            "human_bytes", "ledger_for",
            "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
-           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "save_last_frame",
-           "sequence_options", "storyboard", "submit_sequence", "thumbnail", "upscaler_notes", "uploads_dir",
+           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "rerun_ledger",
+           "save_last_frame", "sequence_estimate", "sequence_options", "storyboard", "submit_sequence",
+           "thumbnail", "upscaler_notes", "uploads_dir",
            "weight_rows"]
 
 VIDEO_TYPES = ("mp4", "webm", "mov", "mkv", "gif", "m4v")
@@ -197,6 +198,13 @@ def ledger_for(req: Any) -> Any:
     return make_ledger(req, device="cpu", out="x" + extension_for(req.codec))
 
 
+def rerun_ledger(manifest: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The ledger of re-running a manifest's post-processing with `overrides` (ValueError if refused)."""
+    from ..pipeline import plan_rerun, rerun_request
+    codec = rerun_request(manifest, overrides).codec
+    return plan_rerun(manifest, overrides, "x" + extension_for(codec))
+
+
 # -- outputs ---------------------------------------------------------------------------------------
 def save_last_frame(clip: str | Path) -> Path:
     """The last decoded frame of a clip, saved (atomically) as a lossless PNG in the uploads folder."""
@@ -328,6 +336,12 @@ def quick_preview(d: dict[str, Any]) -> Path:
     from ..sequence.render import preview_spec, render_sequence
     dest = outputs_dir() / ".previews" / "sequence-preview.mp4"
     return Path(render_sequence(preview_spec(load_sequence(d)), dest))
+
+
+def sequence_estimate(plan: Any) -> tuple[float, int]:
+    """(seconds, exports it learned from) for rendering `plan` here."""
+    from ..estimates import sequence_estimate as est
+    return est(plan.frames, plan.width, plan.height, plan.codec)
 
 
 def submit_sequence(queue: Any, d: dict[str, Any], base_dir: str | Path) -> Any:

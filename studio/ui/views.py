@@ -9,6 +9,8 @@ from typing import Any
 import streamlit as st
 
 from ..jobs import Job, JobQueue
+from .eta import eta_text
+from .names import display_name
 
 STATUS_ICON = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
@@ -45,8 +47,8 @@ def show_ledger(ledger: Any) -> None:
 def job_title(job: Job) -> str:
     """A one-line label for a job: icon, kind, prompt or input, id."""
     p = job.payload
-    what = (p.get("request") or {}).get("prompt") or p.get("group") or Path(str(p.get("manifest") or
-                                                                                  p.get("input") or "")).name
+    src = p.get("manifest") or p.get("input") or p.get("out") or ""
+    what = (p.get("request") or {}).get("prompt") or p.get("group") or (display_name(src) if src else "")
     return f"{STATUS_ICON.get(job.status, '')} {job.kind} · {what or '—'} · `{job.id}`"
 
 
@@ -59,12 +61,18 @@ def job_card(job: Job, queue: JobQueue, key: str = "") -> None:
             st.progress(job.fraction, text=f"{job.stage or 'starting'}: step {job.i} of {job.n}"
                         if job.n else (job.message or "starting"))
             if job.started:
-                st.caption(f"running for {time.time() - job.started:.0f} s")
+                st.caption(eta_text(job))
         with cols[1]:
             if job.preview and Path(job.preview).is_file():
                 st.image(job.preview, caption="latest frame", width="stretch")
     elif job.status == "queued":
-        st.caption("waiting for a free worker")
+        c = st.columns([4, 1, 1])
+        c[0].caption("waiting for a free worker")
+        for col, up, arrow in ((c[1], True, "↑"), (c[2], False, "↓")):
+            if col.button(arrow, key=f"move_{'up' if up else 'down'}_{key}{job.id}",
+                          help="Run earlier" if up else "Run later"):
+                queue.move(job.id, up)
+                st.rerun()
     elif job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error}")
     elif job.status == "cancelled":

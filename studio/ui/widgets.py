@@ -13,10 +13,20 @@ import streamlit as st
 from ..params import Param
 
 SLIDER_MAX_STEPS = 400   # wider ranges get a number box instead of a slider
+# Labels a person reads where the parameter's name would not do ("Fps", "Crf", a bare "Motion" right
+# under "Motion prompt").
+LABELS = {"fps": "FPS", "crf": "CRF", "target_fps": "Target FPS", "motion": "Camera moves",
+          "speed": "Camera speed", "preset": "Encoder preset", "codec": "Codec",
+          "negative_prompt": "Negative prompt", "audio_fade": "Audio fade (s)"}
+
+
+def label_for(p: Param) -> str:
+    """The widget label of a parameter: `LABELS`, else its name in words."""
+    return LABELS.get(p.name) or p.name.replace("_", " ").capitalize()
 
 
 def _label(p: Param) -> str:
-    return p.name.replace("_", " ").capitalize()
+    return label_for(p)
 
 
 def _is_int(p: Param) -> bool:
