@@ -322,7 +322,13 @@ class DiffusionEngine(Engine):
         """
         cuda = str(device).startswith("cuda")
         if not (self.speed_tiers and cuda):
-            return self._stock_seconds(req, device)
+            secs = self._stock_seconds(req, device)
+            if self.speed_tiers:  # the step cache skips blocks on the CPU too (nothing else applies there)
+                from .. import speed
+                from ..speed.cache import computed_steps
+                if "cache" in speed.parts(self.speed_tier(req)):
+                    secs = round(secs * len(computed_steps(int(req.steps))) / max(1, int(req.steps)), 2)
+            return secs
         from ..speed import estimate
         cal = estimate.calibration()
         shape = cal["shape"]

@@ -50,6 +50,24 @@ def build_request(image: str | None, prompt: str, eng_id: str, values: dict[str,
                                   "loras": loras, "extra": extra, **values})
 
 
+def speed_caption(image: str | None, prompt: str, eng_id: str, values: dict[str, Any],
+                  loras: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    """Under the Speed box: each tier's estimated time for these settings (or why it can't run)."""
+    if "speed" not in extra:
+        return
+    try:
+        rows = service.speed_estimates(build_request(image, prompt, eng_id, values, loras, extra))
+    except Exception:  # noqa: BLE001 - settings the ledger will name; nothing to estimate yet
+        return
+    parts = []
+    for tier, secs, why in rows:
+        if secs is None:
+            parts.append(f"{tier}: not here" + (f" ({why.split(' (')[0].split(';')[0]})" if why else ""))
+        else:
+            parts.append(f"{tier}: ~{secs:,.0f} s" if secs >= 10 else f"{tier}: ~{secs:.1f} s")
+    st.caption("Estimated engine time by speed tier — " + " · ".join(parts))
+
+
 def ledger_section(req: Any) -> bool:
     """Show the live ledger for `req`; False (with st.error) when the settings are refused."""
     try:   # the job names its output by the codec (.gif, PNG folder, ...): plan for that, not .mp4
@@ -200,6 +218,7 @@ def render() -> None:
         values = widgets(spec, names, f"gen_{eng.id}_")
         extra = widgets(engine.extra_spec(), list(engine.extra_spec()), f"gen_{eng.id}_x_",
                         advanced_label="Engine settings")
+        speed_caption(image, prompt, eng.id, values, loras, extra)
         st.markdown("**Post-processing**")
         values.update(post_section(spec, "gen_post_", float(values.get("fps") or 8)))
         with st.expander("Output and audio"):

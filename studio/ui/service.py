@@ -193,9 +193,35 @@ def check_request(req: Any) -> Any:
 
 
 def ledger_for(req: Any) -> Any:
-    """The exact pre-run ledger of `req`, planned for the file its codec writes."""
-    from ..pipeline import make_ledger
-    return make_ledger(req, device="cpu", out="x" + extension_for(req.codec))
+    """The exact pre-run ledger of `req`, planned for the file its codec writes, on the device the
+    studio's workers use (a GPU when this machine has one)."""
+    from ..pipeline import default_device, make_ledger
+    return make_ledger(req, device=default_device(), out="x" + extension_for(req.codec))
+
+
+def speed_estimates(req: Any) -> list[tuple[str, float | None, str]]:
+    """(tier, estimated seconds of the engine step or None, why not) for each speed tier of the
+    request's engine on this machine's device; [] for engines without tiers."""
+    import copy
+
+    from ..engines import check_request, get_engine
+    from ..pipeline import default_device
+    eng = get_engine(req.engine)
+    spec = eng.extra_spec().get("speed") if hasattr(eng, "extra_spec") else None
+    if spec is None or not getattr(eng, "speed_tiers", False):
+        return []
+    out: list[tuple[str, float | None, str]] = []
+    for tier in spec.choices or ():
+        r = copy.copy(req)
+        r.extra = dict(req.extra or {}) | {"speed": tier}
+        try:
+            check_request(r)
+            out.append((tier, float(eng.estimate(r, default_device())["seconds"]), ""))
+        except ValueError as e:
+            out.append((tier, None, str(e)))
+        except Exception as e:  # noqa: BLE001 - an estimate never breaks the page
+            out.append((tier, None, f"{type(e).__name__}: {e}"))
+    return out
 
 
 def rerun_ledger(manifest: dict[str, Any], overrides: dict[str, Any]) -> Any:
