@@ -133,11 +133,45 @@ def start_api(
     raise RuntimeError(f"server did not answer /health: {log.read_text()[-2000:]}")
 
 
-def wait_job(c: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    """Poll a job until it has finished; return its record."""
+def get_ok(c: httpx.Client, path: str, timeout: float = 120, **kw: Any) -> httpx.Response:
+    """GET `path`, waiting out 429s (their Retry-After, capped at 10 s) until `timeout`; any other
+    non-200 answer fails with its body (never read a field from an error body)."""
     end = time.monotonic() + timeout
     while True:
-        j = c.get(f"/jobs/{job_id}").json()
+        r = c.get(path, **kw)
+        if r.status_code == 429 and time.monotonic() < end:
+            try:
+                wait = float(r.headers.get("retry-after", "1"))
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(10.0, max(0.2, wait), max(0.0, end - time.monotonic())))
+            continue
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
+        return r
+
+
+def get_json(c: httpx.Client, path: str, timeout: float = 120, **kw: Any) -> Any:
+    """`get_ok(...).json()`: a 200 answer's body, 429s waited out."""
+    return get_ok(c, path, timeout, **kw).json()
+
+
+def wait_job(c: httpx.Client, job_id: str, timeout: float = 120, every: float = 0.25) -> dict[str, Any]:
+    """Poll a job (backing off on 429) until it has finished or `timeout` passed; return its record."""
+    end = time.monotonic() + timeout
+    while True:
+        j = get_json(c, f"/jobs/{job_id}", timeout=max(10.0, end - time.monotonic()))
         if j["status"] in ("done", "failed", "cancelled") or time.monotonic() > end:
             return j
-        time.sleep(0.2)
+        time.sleep(every)
+
+
+def wait_until(c: httpx.Client, job_id: str, pred: Any, timeout: float = 120,
+               every: float = 0.1) -> dict[str, Any]:
+    """Poll a job until `pred(record)` holds (429s waited out); fail if it finishes first or time runs out."""
+    end = time.monotonic() + timeout
+    while True:
+        j = get_json(c, f"/jobs/{job_id}", timeout=max(10.0, end - time.monotonic()))
+        if pred(j):
+            return j
+        assert j["status"] in ("queued", "running") and time.monotonic() < end, j
+        time.sleep(every)

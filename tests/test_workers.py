@@ -11,7 +11,7 @@ from pathlib import Path
 
 from studio.jobs import JobQueue, JobStore
 from tests.conftest import DATA
-from tests.live_api import start_api, wait_job
+from tests.live_api import get_json, start_api, wait_job, wait_until
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
@@ -54,13 +54,7 @@ def test_kill9_worker_mid_encode_requeues_and_leaves_nothing(tmp_path):
             }
             job = c.post("/jobs", json={"kind": "generate", "payload": {"request": req}}).json()
             worker = api.workers[0]
-            end = time.monotonic() + 120
-            while time.monotonic() < end:
-                j = c.get(f"/jobs/{job['id']}").json()
-                if j["stage"] == "encode" and j["i"] >= 5:
-                    break
-                time.sleep(0.1)
-            assert j["stage"] == "encode", j
+            j = wait_until(c, job["id"], lambda j: j["stage"] == "encode" and j["i"] >= 5, timeout=120)
             ffmpegs = [p for p, comm in _children(worker.pid) if "ffmpeg" in comm]
             assert ffmpegs, _children(worker.pid)
             owner_dir = api.outputs / "ann"
@@ -73,13 +67,13 @@ def test_kill9_worker_mid_encode_requeues_and_leaves_nothing(tmp_path):
             while any(_alive(p) for p in ffmpegs) and time.monotonic() - t0 < 5:
                 time.sleep(0.05)
             assert not any(_alive(p) for p in ffmpegs), "ffmpeg outlived its worker"
-            assert c.get(f"/jobs/{job['id']}").json()["status"] == "running"  # until its lease lapses
+            assert get_json(c, f"/jobs/{job['id']}")["status"] == "running"  # until its lease lapses
             new = api.add_worker("--device", "cpu")
             done = wait_job(c, job["id"], timeout=240)
             assert done["status"] == "done", done
             assert done["result"]["name"].endswith(".mp4")
         with api.client("ops") as admin:
-            rec = admin.get(f"/jobs/{job['id']}").json()
+            rec = get_json(admin, f"/jobs/{job['id']}")
             metrics = admin.get("/metrics").text
         store = JobStore(api.outputs / "jobs.sqlite")
         row = store.get(job["id"])
