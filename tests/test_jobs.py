@@ -158,7 +158,7 @@ def test_crash_recovery_requeues_the_running_job_and_keeps_queued(tmp_path):
         store.update(last.id, status="running", worker=f"{socket.gethostname()}:{dead}:gone", attempts=2)
         q = JobQueue(db, devices=["cpu"], poll_s=0.02).start()
         failed = q.get(last.id)                    # out of attempts: failed, saying why
-        assert failed.status == "failed" and failed.error.startswith("worker lost: worker ")
+        assert failed.status == "failed" and failed.error.startswith("worker lost: its worker ")
     finally:
         q.stop()
 

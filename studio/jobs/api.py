@@ -14,6 +14,7 @@ them, and the server picks every output path under `outputs/<owner>/`.
                                       (planned from stored upload facts; metered as a submission)
     GET    /jobs, /jobs/{id}          status, progress, error, result (?status= &kind= &limit= &owner=)
     POST   /jobs/{id}/cancel          cancel;   GET /jobs/{id}/preview  the latest preview (JPEG)
+    DELETE /jobs/{id}                 forget a finished job and its output (409 while it runs)
     GET    /jobs/{id}/result          the finished file (same as /outputs/{id}/file)
     GET    /outputs, /outputs/{id}    finished outputs with their manifests (server paths removed)
     GET    /outputs/{id}/file         download;  DELETE /outputs/{id}
@@ -297,7 +298,7 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
         if not 1 <= limit <= MAX_LIST:
             raise _bad(422, f"limit={limit} is outside 1..{MAX_LIST}")
         return [public_job(j, brief=True) for j in store.list(status=status, kind=kind, limit=limit,
-                                                              owner=scope_owner(request, owner))]
+                                                              owner=scope_owner(request, owner), brief=True)]
 
     @app.get("/jobs/{job_id}")
     def get_job(request: Request, job_id: str) -> dict[str, Any]:
@@ -310,6 +311,16 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
     def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
         own_job(request, job_id)
         return public_job(queue.cancel(job_id))
+
+    @app.delete("/jobs/{job_id}")
+    def delete_job(request: Request, job_id: str) -> dict[str, Any]:
+        from .retention import forget
+        job = own_job(request, job_id)
+        if job.is_active:
+            raise _bad(409, f"job {job.id} is {job.status}; cancel it (POST /jobs/{job.id}/cancel) and "
+                            "delete it once it has stopped")
+        forget(store, job)
+        return {"deleted": job.id}
 
     @app.get("/jobs/{job_id}/preview")
     def job_preview(request: Request, job_id: str) -> Any:
@@ -404,7 +415,8 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
                                    allow_methods=["GET", "POST", "DELETE"],
                                    allow_headers=["Authorization", "Content-Type"])
         gc = GuardConfig(allowed_hosts=set(cfg.allowed_hosts), max_json_bytes=cfg.max_json_bytes,
-                         max_upload_bytes=upload_limit)
+                         max_upload_bytes=upload_limit,
+                         bad_tokens_per_min=int(os.environ.get("STUDIO_API_BAD_TOKENS_PER_MIN") or 120))
         return Guard(inner, config=gc, authenticate=tokens.authenticate, limiter=limiter,
                      on_response=metrics.count_http, route_of=route_of)
 

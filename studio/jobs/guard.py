@@ -3,7 +3,8 @@
 In order, for every HTTP request:
 1. the Host header must name an allowed host (loopback names and the bound address by default), else 421
    (a DNS-rebinding page gets nothing);
-2. every route but `GET /health` needs `Authorization: Bearer <token>`, else 401 with `WWW-Authenticate`;
+2. every route but `GET /health` needs `Authorization: Bearer <token>`, else 401 with `WWW-Authenticate`
+   (and 429 with `Retry-After` once a client address has sent `bad_tokens_per_min` of those in a minute);
 3. the token's request rate, else 429 with `Retry-After`;
 4. a body must be `application/json` or `multipart/form-data`, else 415 (so a cross-site form post,
    which can only send text/plain or urlencoded bodies without a preflight, is refused);
@@ -45,6 +46,7 @@ class GuardConfig:
     max_json_bytes: int = 1_000_000
     max_upload_bytes: int = 50_000_000
     multipart_overhead: int = 64 * 1024     # form boundaries and headers around the one file
+    bad_tokens_per_min: int = 120           # requests without a valid token, per client address
 
 
 class RateLimiter:
@@ -137,6 +139,13 @@ class Guard:
         scheme, _, cred = auth.partition(" ")
         token = self.authenticate(cred.strip()) if scheme.lower() == "bearer" and cred.strip() else None
         if token is None:
+            addr = (scope.get("client") or ("?",))[0]
+            wait = self.limiter.allow(f"badtoken:{addr}", cfg.bad_tokens_per_min)
+            if wait:
+                await _send_json(send, 429, f"over {cfg.bad_tokens_per_min} requests a minute without a "
+                                            f"valid token from this address; retry in {wait:.0f} s",
+                                 [(b"retry-after", str(int(wait)).encode())])
+                return
             await _send_json(send, 401, "a valid API token is required: Authorization: Bearer <token>"
                              if not auth else "the API token is not valid",
                              [(b"www-authenticate", b'Bearer realm="studio"')])

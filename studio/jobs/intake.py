@@ -9,12 +9,14 @@ opens a path a client typed.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .store import JobStore
+from .textcheck import BadText, check_payload_size, check_text
 from .tokens import Limits
 from .uploads import UPLOAD_ID, UploadStore
 
@@ -369,6 +371,11 @@ def prepare(body: Any, *, owner: str, admin: bool, uploads: UploadStore, store: 
         raise Refused(403, f"kind={kind!r} needs an admin token")
     if "payload" not in body:
         raise Refused(422, "body.payload is required (a JSON object)")
+    try:   # valid, bounded text in every field before anything reads it (it is stored as sent)
+        check_text(body["payload"], "payload")
+        check_payload_size(len(json.dumps(body["payload"])))
+    except BadText as e:
+        raise Refused(422, str(e)) from None
     planner = Planner(owner, Resolver(owner, uploads, store), device)
     intake = getattr(planner, kind)(body["payload"])
     if intake.plan is not None:

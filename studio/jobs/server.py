@@ -53,6 +53,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, allowed_hosts: list[str] | 
               "for admin tokens) is reachable from the network, guarded by tokens only. Put TLS in front "
               "(a reverse proxy) and allow its Host names with --allow-host. Allowed hosts now: "
               f"{', '.join(sorted(hosts))}", file=sys.stderr)
+    import threading
+
+    from .retention import Retention, start_pruning
+    start_pruning(queue.store, Retention.from_env(), threading.Event())
     app = create_app(queue, ApiConfig(allowed_hosts=hosts, cors_origins=list(cors_origins or [])))
     print(f"logs: {log_path}; jobs run in worker processes (`python -m studio worker`, or "
           "`python -m studio stack api` for both)", file=sys.stderr)

@@ -58,6 +58,7 @@ _ADDED_COLUMNS = {"run_payload": "TEXT", "device": "TEXT", "attempts": "INTEGER 
                   "max_attempts": "INTEGER NOT NULL DEFAULT 2", "lease_until": "REAL"}
 LEASE_S = 10.0          # a running job's lease; its worker renews it every LEASE_S / 4
 MAX_ATTEMPTS = 2        # runs a job gets before a lost worker marks it failed
+BRIEF_PAYLOAD_CHARS = 4096  # listings read payloads up to this size (see JobStore.list)
 LOCAL_OWNER = "local"   # the desk studio (Streamlit, CLI): its outputs live in outputs/ itself
 
 
@@ -117,11 +118,30 @@ class Job:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _loads(text: Any, default: Any) -> Any:
+    """A JSON column decoded; a value that is not JSON (a row written around the store) reads as a
+    note instead of failing every listing that holds it."""
+    if text is None or text == "":
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {"unreadable": f"stored value is not JSON ({len(str(text)):,} characters)"}
+
+
+def _text(raw: bytes) -> str:
+    """SQLite TEXT as str; bytes that are not UTF-8 (written around the store) become U+FFFD."""
+    return raw.decode("utf-8", "replace")
+
+
 def _row_to_job(row: sqlite3.Row) -> Job:
     d = dict(row)
-    d["payload"] = json.loads(d["payload"])
-    d["run_payload"] = json.loads(d["run_payload"]) if d.get("run_payload") else None
-    d["result"] = json.loads(d["result"]) if d["result"] else {}
+    d["payload"] = _loads(d["payload"], {})
+    d["run_payload"] = _loads(d.get("run_payload"), None)
+    d["result"] = _loads(d["result"], {})
+    for k in ("result", "payload"):
+        if not isinstance(d[k], dict):
+            d[k] = {"unreadable": f"stored {k} is not an object"}
     d["cancel_requested"] = bool(d["cancel_requested"])
     return Job(**d)
 
@@ -163,6 +183,7 @@ class JobStore:
         """A short-lived connection (rows as sqlite3.Row, autocommit unless BEGIN is issued)."""
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        conn.text_factory = _text
         try:
             yield conn
         finally:
@@ -264,13 +285,13 @@ class JobStore:
                         again.append(r["id"])
                         c.execute("UPDATE jobs SET status='queued', lease_until=NULL, stage='', i=0, n=0, "
                                   "message=? WHERE id=?",
-                                  (f"requeued: worker {r['worker']} was lost (attempt {r['attempts']} of "
+                                  (f"requeued: its worker was lost (attempt {r['attempts']} of "
                                    f"{r['max_attempts']})", r["id"]))
                     else:
                         lost.append(r["id"])
                         c.execute("UPDATE jobs SET status='failed', finished=?, lease_until=NULL, "
                                   "message='failed', error=? WHERE id=?",
-                                  (now, f"worker lost: {r['worker']} stopped answering, after "
+                                  (now, f"worker lost: its worker stopped answering, after "
                                    f"{r['attempts']} attempt(s)", r["id"]))
                 c.execute("COMMIT")
             except BaseException:
@@ -347,7 +368,7 @@ class JobStore:
         live (another host) are left to their lease."""
         lost = [j for j in self.list(status="running", limit=100_000) if not is_alive(j.worker)]
         for j in lost:
-            self.requeue(j.id, f"worker {j.worker} was interrupted")
+            self.requeue(j.id, "its worker was interrupted")
         return [j.id for j in lost]
 
     # -- reading -----------------------------------------------------------------------------
@@ -360,9 +381,22 @@ class JobStore:
         return _row_to_job(row)
 
     def list(self, status: str | tuple[str, ...] | None = None, kind: str | None = None,
-             limit: int = 200, owner: str | None = None) -> list[Job]:
-        """Jobs, newest first, optionally only those with `status` (one or several), `kind`, `owner`."""
-        q, args = "SELECT * FROM jobs WHERE 1=1", []
+             limit: int = 200, owner: str | None = None, brief: bool = False) -> list[Job]:
+        """Jobs, newest first, optionally only those with `status` (one or several), `kind`, `owner`.
+
+        `brief` (the API's listings) reads payloads of up to `BRIEF_PAYLOAD_CHARS` only (a bigger one
+        reads as `{"omitted": ...}`) and never the worker's `run_payload` (it reads as `{}` when
+        present), so a page of jobs costs kilobytes whatever was stored.
+        """
+        cols = "*"
+        if brief:
+            cols = ("id, kind, status, stage, i, n, message, preview, result, substr(error, 1, 2000) "
+                    "AS error, owner, worker, device, attempts, max_attempts, lease_until, cancel_requested, "
+                    f"created, started, finished, CASE WHEN length(payload) <= {BRIEF_PAYLOAD_CHARS} "
+                    "THEN payload ELSE "
+                    "'{\"omitted\": \"too big for a listing; GET /jobs/ID shows it\"}' END AS payload, "
+                    "CASE WHEN run_payload IS NULL THEN NULL ELSE '{}' END AS run_payload")
+        q, args = f"SELECT {cols} FROM jobs WHERE 1=1", []
         if status is not None:
             sts = (status,) if isinstance(status, str) else tuple(status)
             bad = [s for s in sts if s not in STATUSES]

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .store import Job
+from .textcheck import clean
 
 _ABS_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)")
+_WORKER_TOKEN = re.compile(r"[\w.-]+:\d+:[0-9a-f]{8}\b")   # host:pid:random (store.worker_token)
 _FFMPEG_NOISE = re.compile(r"^\s*(ffmpeg version|built with|configuration:|lib\w+\s+\d)", re.I)
 
 
@@ -22,7 +24,7 @@ def scrub(text: str | None, limit: int = 600) -> str | None:
     if text is None:
         return None
     lines = [ln for ln in str(text).splitlines() if not _FFMPEG_NOISE.match(ln)]
-    out = _ABS_PATH.sub(lambda m: m.group(1), "\n".join(lines))
+    out = clean(_WORKER_TOKEN.sub("a worker", _ABS_PATH.sub(lambda m: m.group(1), "\n".join(lines))))
     return out if len(out) <= limit else out[:limit] + "…"
 
 
@@ -34,6 +36,8 @@ def redact(obj: Any) -> Any:
         return [redact(v) for v in obj]
     if isinstance(obj, str) and obj.startswith("/"):
         return Path(obj.rstrip("/")).name
+    if isinstance(obj, str) and "/" in obj:   # a path inside a text ("missing: /srv/models/x")
+        return _ABS_PATH.sub(lambda m: m.group(1), obj)
     return obj
 
 
@@ -41,13 +45,23 @@ LIST_PAYLOAD_BYTES = 4096   # a listing shows payloads up to this size (GET /job
 
 
 def public_job(job: Job, brief: bool = False) -> dict[str, Any]:
-    """What a client sees of a job: no server paths, the output named by its id.
+    """What a client sees of a job: no server paths, the output named by its id, text that encodes.
 
     `brief` (listings) leaves out payloads over `LIST_PAYLOAD_BYTES`, so a page of 200 jobs stays small.
+    A row that cannot be shown (written around the API) comes back as its id, status and a note.
     """
+    try:
+        return clean(_public_job(job, brief))
+    except Exception:  # noqa: BLE001 - one unreadable row must not take a listing down
+        return clean({"id": str(job.id), "kind": str(job.kind), "owner": str(job.owner),
+                      "status": str(job.status), "payload": None, "result": None, "preview": None,
+                      "error": "this job's stored record is unreadable"})
+
+
+def _public_job(job: Job, brief: bool) -> dict[str, Any]:
     d: dict[str, Any] = {k: getattr(job, k) for k in ("id", "kind", "owner", "status", "stage", "i", "n",
-                                                        "message", "cancel_requested", "created", "started",
-                                                        "finished")}
+                                                        "cancel_requested", "created", "started", "finished")}
+    d["message"] = scrub(job.message, 300)
     d["progress"] = round(job.fraction, 4)
     d["payload"] = job.payload if job.run_payload is not None else redact(job.payload)
     if brief and len(json.dumps(d["payload"])) > LIST_PAYLOAD_BYTES:
