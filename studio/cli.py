@@ -199,7 +199,7 @@ def cmd_worker(ns: argparse.Namespace) -> int:
 def cmd_stack(ns: argparse.Namespace) -> int:
     """`stack api|ui`: the API or the studio, plus one worker per GPU (or one CPU worker), as children."""
     from .jobs.workerproc import run_stack
-    return run_stack(ns.what, ns.port, workers=ns.workers, extra=ns.extra)
+    return run_stack(ns.what, ns.port, workers=ns.workers, extra=ns.extra, allow_hosts=ns.allow_host)
 
 
 def cmd_tokens(ns: argparse.Namespace) -> int:
@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("what", choices=("api", "ui"))
     st.add_argument("--port", type=int, default=8000)
     st.add_argument("--workers", type=int, help="how many workers (default: one per GPU, else one on CPU)")
+    st.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="also answer this Host name (a proxy in front); the studio adds $STUDIO_ALLOW_HOSTS")
     st.add_argument("extra", nargs="*", help="more arguments for serve / streamlit (after --)")
     st.set_defaults(fn=cmd_stack)
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -112,39 +113,37 @@ def _devices() -> list[str]:
     return [d for d in default_devices()] or ["cpu"]
 
 
-def run_stack(what: str, port: int, workers: int | None = None, extra: list[str] | None = None) -> int:
-    """Start the API or the studio plus one worker per visible GPU (or one CPU worker), as children;
-    stop them all when this process is told to stop or any of them exits."""
+def run_stack(what: str, port: int, workers: int | None = None, extra: list[str] | None = None,
+              allow_hosts: list[str] | None = None) -> int:
+    """Start the API or the studio plus one worker per visible GPU (or one CPU worker), as children.
+
+    A worker that exits is restarted with a back-off (`supervise.Supervised`); the stack stops (all of
+    it) when this process is told to stop or when the front end exits.  `allow_hosts`: Host names the
+    front end answers besides loopback (a proxy in front).
+    """
+    from .supervise import Supervised
+
     py = sys.executable
     env = {**os.environ, "STUDIO_JOBS_WORKERS": "0"}  # the front end only submits
     if what == "api":
         front = [py, "-m", "studio", "serve", "--port", str(port), *(extra or [])]
+        for h in allow_hosts or []:
+            front += ["--allow-host", h]
     elif what == "ui":
-        root = Path(__file__).resolve().parents[2]
-        front = [
-            py,
-            "-m",
-            "streamlit",
-            "run",
-            str(root / "app.py"),
-            "--server.port",
-            str(port),
-            *(extra or []),
-        ]
+        front = [py, "-m", "studio.ui.serve", "--server.port", str(port), *(extra or [])]
+        if allow_hosts:
+            env["STUDIO_ALLOW_HOSTS"] = ",".join([env.get("STUDIO_ALLOW_HOSTS", ""), *allow_hosts])
     else:
         raise ValueError(f"stack {what!r} is not one of api, ui")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="stack: %(message)s")
     devs = _devices()
     if workers is not None:
         devs = (devs * workers)[:workers] if workers > 0 else []
-    procs = [subprocess.Popen(front, env=env, preexec_fn=die_with_parent)]
-    for d in devs:
-        procs.append(
-            subprocess.Popen(
-                [py, "-m", "studio", "worker", "--device", d, "--with-parent"],
-                env=os.environ.copy(),
-                preexec_fn=die_with_parent,
-            )
-        )
+    front_proc = subprocess.Popen(front, env=env, preexec_fn=die_with_parent)
+    kids = [Supervised(f"worker {i} ({d})", _worker_starter(py, d)) for i, d in enumerate(devs)]
+    for k in kids:
+        k.launch()
     print(
         f"started {what} on :{port} and {len(devs)} worker(s): {', '.join(devs) or 'none'}", file=sys.stderr
     )
@@ -158,19 +157,29 @@ def run_stack(what: str, port: int, workers: int | None = None, extra: list[str]
     rc = 0
     try:
         while not stopping["now"]:
-            for p in procs:
-                if p.poll() is not None:
-                    rc = p.returncode or 0
-                    stopping["now"] = True
+            if front_proc.poll() is not None:
+                rc = front_proc.returncode or 0
+                log.warning("the front end exited with code %s; stopping the stack", front_proc.returncode)
+                break
+            for k in kids:
+                k.poll()
             time.sleep(0.2)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
+        for k in kids:
+            k.stop()
+        if front_proc.poll() is None:
+            front_proc.terminate()
         end = time.monotonic() + 15
-        for p in procs:
+        for p in [front_proc, *(k.proc for k in kids if k.proc is not None)]:
             try:
                 p.wait(max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
     return rc
+
+
+def _worker_starter(py: str, device: str) -> Callable[[], subprocess.Popen]:
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([py, "-m", "studio", "worker", "--device", device, "--with-parent"],
+                                env=os.environ.copy(), preexec_fn=die_with_parent)
+    return start
