@@ -1,4 +1,4 @@
-"""Real browser: Debian's headless Chromium (Selenium) against `streamlit run app.py`.
+"""Real browser: Debian's headless Chromium (Selenium) against `streamlit run app.py` (via studio.ui.serve).
 
 Uploads a photo on the Generate page, generates with the camera engine, and checks that the
 <video> element plays (readyState >= 2 and currentTime advances).  On the Sequence page, adds two
@@ -64,7 +64,8 @@ def server(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("browser-outputs")
     port = _free_port()
     env = dict(os.environ, STUDIO_OUTPUTS_DIR=str(out), STUDIO_JOBS_DB=str(out / "jobs.sqlite"))
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    # `streamlit run app.py` behind the studio's Host check (studio.ui.serve), as `make run` serves it
+    cmd = [sys.executable, "-m", "studio.ui.serve", "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1"]
     if os.environ.get("STUDIO_BROWSER_DEBUG"):
         cmd += ["--logger.level", "debug"]

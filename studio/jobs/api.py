@@ -50,6 +50,7 @@ from .guard import LOOPBACK_HOSTS, BodyTooLarge, Guard, GuardConfig, RateLimiter
 from .intake import Refused, prepare
 from .metrics import Metrics
 from .store import STATUSES, Job, JobStore, QueueFull
+from .textcheck import clean
 from .tokens import Token, TokenStore
 from .uploads import QuotaExceeded, UploadStore, clean_name, max_upload_mb
 from .views import public_job, redact, scrub
@@ -356,7 +357,7 @@ def create_app(queue: JobQueue | None = None, config: ApiConfig | None = None) -
                 rec["manifest"] = redact(json.loads(Path(job.result.get("manifest") or "").read_text()))
             except (OSError, ValueError):
                 rec["manifest"] = None
-        return rec
+        return clean(rec)
 
     @app.get("/outputs")
     def list_outputs(request: Request, owner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .rows import BRIEF_COLUMNS, loads_or_note, text_or_replacement
+
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
@@ -58,7 +60,6 @@ _ADDED_COLUMNS = {"run_payload": "TEXT", "device": "TEXT", "attempts": "INTEGER 
                   "max_attempts": "INTEGER NOT NULL DEFAULT 2", "lease_until": "REAL"}
 LEASE_S = 10.0          # a running job's lease; its worker renews it every LEASE_S / 4
 MAX_ATTEMPTS = 2        # runs a job gets before a lost worker marks it failed
-BRIEF_PAYLOAD_CHARS = 4096  # listings read payloads up to this size (see JobStore.list)
 LOCAL_OWNER = "local"   # the desk studio (Streamlit, CLI): its outputs live in outputs/ itself
 
 
@@ -118,27 +119,11 @@ class Job:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _loads(text: Any, default: Any) -> Any:
-    """A JSON column decoded; a value that is not JSON (a row written around the store) reads as a
-    note instead of failing every listing that holds it."""
-    if text is None or text == "":
-        return default
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError, RecursionError):
-        return {"unreadable": f"stored value is not JSON ({len(str(text)):,} characters)"}
-
-
-def _text(raw: bytes) -> str:
-    """SQLite TEXT as str; bytes that are not UTF-8 (written around the store) become U+FFFD."""
-    return raw.decode("utf-8", "replace")
-
-
 def _row_to_job(row: sqlite3.Row) -> Job:
     d = dict(row)
-    d["payload"] = _loads(d["payload"], {})
-    d["run_payload"] = _loads(d.get("run_payload"), None)
-    d["result"] = _loads(d["result"], {})
+    d["payload"] = loads_or_note(d["payload"], {})
+    d["run_payload"] = loads_or_note(d.get("run_payload"), None)
+    d["result"] = loads_or_note(d["result"], {})
     for k in ("result", "payload"):
         if not isinstance(d[k], dict):
             d[k] = {"unreadable": f"stored {k} is not an object"}
@@ -183,7 +168,7 @@ class JobStore:
         """A short-lived connection (rows as sqlite3.Row, autocommit unless BEGIN is issued)."""
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.text_factory = _text
+        conn.text_factory = text_or_replacement
         try:
             yield conn
         finally:
@@ -384,18 +369,11 @@ class JobStore:
              limit: int = 200, owner: str | None = None, brief: bool = False) -> list[Job]:
         """Jobs, newest first, optionally only those with `status` (one or several), `kind`, `owner`.
 
-        `brief` (the API's listings) reads payloads of up to `BRIEF_PAYLOAD_CHARS` only (a bigger one
+        `brief` (the API's listings) reads payloads of up to `rows.BRIEF_PAYLOAD_CHARS` only (a bigger one
         reads as `{"omitted": ...}`) and never the worker's `run_payload` (it reads as `{}` when
         present), so a page of jobs costs kilobytes whatever was stored.
         """
-        cols = "*"
-        if brief:
-            cols = ("id, kind, status, stage, i, n, message, preview, result, substr(error, 1, 2000) "
-                    "AS error, owner, worker, device, attempts, max_attempts, lease_until, cancel_requested, "
-                    f"created, started, finished, CASE WHEN length(payload) <= {BRIEF_PAYLOAD_CHARS} "
-                    "THEN payload ELSE "
-                    "'{\"omitted\": \"too big for a listing; GET /jobs/ID shows it\"}' END AS payload, "
-                    "CASE WHEN run_payload IS NULL THEN NULL ELSE '{}' END AS run_payload")
+        cols = BRIEF_COLUMNS if brief else "*"
         q, args = f"SELECT {cols} FROM jobs WHERE 1=1", []
         if status is not None:
             sts = (status,) if isinstance(status, str) else tuple(status)
