@@ -64,7 +64,10 @@ def test_huge_png_upload_does_not_stall_other_requests(api, tmp_path):
     assert result["code"] == 201, result
     assert (result["body"]["width"], result["body"]["height"]) == (10000, 10000)
     assert all(code == 200 for _, _, code in calls)
-    assert max(d for _, d, _ in calls) < 1.0, [round(d, 3) for _, d, _ in calls]
+    # not stalled: each listing took a small share of the upload's own time (1 s when the machine is idle,
+    # longer when other work loads the cores and slows both alike)
+    bound = max(1.0, (result["t1"] - result["t0"]) / 10)
+    assert max(d for _, d, _ in calls) < bound, ([round(d, 3) for _, d, _ in calls], bound)
     # the calls really overlapped the validation: they started before the upload was answered
     assert result["t1"] - result["t0"] > 1.0
     assert all(s < result["t1"] for s, _, _ in calls)

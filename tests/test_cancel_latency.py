@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA
 from tests.live_api import get_json, start_api, wait_job
 
 LIMIT_S = 2.0
@@ -24,9 +24,11 @@ def api(tmp_path_factory):
     root = tmp_path_factory.mktemp("cancel")
     models = root / "models"
     models.mkdir()
+    from studio.weights import models_dir
+
     for sub in ("rife", "realesrgan"):  # the real post-processing weights, as fetched by make
-        if (ROOT / "models" / sub).is_dir():
-            os.symlink(ROOT / "models" / sub, models / sub)
+        if (models_dir() / sub).is_dir():  # ($STUDIO_MODELS_DIR, else models/ of this checkout)
+            os.symlink(models_dir() / sub, models / sub)
     import tests.tiny_models as tm
 
     tm.tiny_i2vgen().save_pretrained(str(models / "i2vgen-xl"), safe_serialization=True)
