@@ -19,7 +19,7 @@ GEN_FLAGS = ["prompt", "negative_prompt", "engine", "frames", "fps", "width", "h
              "guidance", "motion", "speed"]
 POST_FLAGS = ["interpolate", "target_fps", "upscale", "upscaler", "color_match", "order",
               "scene_threshold"]
-OUT_FLAGS = ["codec", "crf", "preset", "audio", "audio_fade"]
+OUT_FLAGS = ["codec", "crf", "preset", "audio", "audio_mode", "audio_gain", "audio_fade"]
 
 
 class CliError(Exception):
