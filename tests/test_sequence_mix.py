@@ -39,12 +39,12 @@ def clip_with(path: Path, seconds: float, freq: float | None, rate: int = SR) ->
 
 
 def level_db(x: np.ndarray, t0: float, t1: float, freq: float) -> float:
-    """The level of `freq` in [t0, t1) in dB (a Hann-windowed FFT, amplitude-calibrated)."""
+    """The amplitude of `freq` in [t0, t1) in dB (1.0 = 0 dB)."""
     seg = x[int(round(t0 * SR)):int(round(t1 * SR)), 0].astype(np.float64)
-    w = np.hanning(len(seg))
-    mag = np.abs(np.fft.rfft(seg * w)) * 2 / w.sum()
-    k = int(round(freq * len(seg) / SR))
-    return float(20 * np.log10(mag[k - 2:k + 3].max() + 1e-12))
+    w = np.hanning(len(seg))                     # Hann-windowed DFT at exactly `freq` (no bin scalloping)
+    ph = 2 * np.pi * freq * np.arange(len(seg)) / SR
+    amp = 2 * np.hypot(np.dot(seg * w, np.cos(ph)), np.dot(seg * w, np.sin(ph))) / w.sum()
+    return float(20 * np.log10(amp + 1e-12))
 
 
 def spec_of(clips: list[dict], bed: Path | None = None, **bed_kw) -> dict:
