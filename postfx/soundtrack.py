@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.audio import Audio, SoundSpec, conform, db_to_gain, peak_dbfs, samples_for
+from studio.audio import Audio, SoundSpec, conform, db_to_gain, peak_dbfs, samples_for, to_channels
 from studio.clip import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,10 @@ def plan_sound(own: SoundSpec | None, req: Any, base: ClipSpec, final: ClipSpec,
 def track_samples(req: Any, seconds: float, rate: int, channels: int) -> np.ndarray:
     """The creator's track, looped or trimmed to `seconds`, at `audio_gain` with `audio_fade` fades."""
     from .assemble import AudioSpec, decode_audio, fit_audio
+    from .sound import probe_sound
     spec = AudioSpec(req.audio, fade_in=req.audio_fade, fade_out=req.audio_fade).check()
-    arr = decode_audio(spec.path, rate, channels)
+    own = probe_sound(spec.path)     # a mono track is copied to both sides (ffmpeg's upmix is -3 dB)
+    arr = to_channels(decode_audio(spec.path, rate, own.channels if own else channels), channels)
     return fit_audio(arr, rate, seconds, loop=True, fade_in=spec.fade_in, fade_out=spec.fade_out,
                      volume=db_to_gain(float(getattr(req, "audio_gain", 0.0))))
 

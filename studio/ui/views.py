@@ -28,7 +28,7 @@ def ledger_rows(ledger: Any) -> list[dict[str, Any]]:
     a = getattr(ledger, "audio", None)
     if a:   # the sound: its rate and channels in the fps and size columns, what happens in the step
         ch = {1: "mono", 2: "stereo"}.get(a["channels"], f"{a['channels']} ch")
-        rows.append({"step": "🔊 " + a["label"], "frames": "", "fps": f"{a['rate'] / 1000:g} kHz",
+        rows.append({"step": "🔊 " + a["label"], "frames": None, "fps": f"{a['rate'] / 1000:g} kHz",
                      "secs": f"{a['duration']:.2f}", "size": ch, "estimate": ""})
     return rows
 
