@@ -16,7 +16,8 @@ import streamlit as st
 
 from . import service
 
-STRIP_W, STRIP_H = 480, 36
+STRIP_W, STRIP_H = 360, 56
+FLOOR_DB = -48.0     # the strip's scale: peaks in dBFS from here (the centre line) to 0 (the edges)
 DUCK_DEFAULTS: dict[str, Any] = {"seq_a_duck": 12.0, "seq_a_att": 0.25, "seq_a_rel": 0.5}
 LOUD_DEFAULTS: dict[str, Any] = {"seq_loud_on": True, "seq_loud": -14.0, "seq_tp": -1.0}
 
@@ -30,15 +31,19 @@ def _strip(key: tuple[Any, ...], entry: dict[str, Any]) -> dict[str, Any] | None
 
 
 def strip_image(strip: list[float], muted: bool = False) -> np.ndarray:
-    """A waveform strip (peaks mirrored about the middle) as an RGB image."""
-    img = np.full((STRIP_H, STRIP_W, 3), 246, np.uint8)
-    img[STRIP_H // 2, :] = 210
+    """A waveform strip: each slice's peak on a dB scale (FLOOR_DB..0), mirrored about the middle."""
+    img = np.empty((STRIP_H, STRIP_W, 3), np.uint8)
+    img[:] = (32, 35, 46)
+    img[STRIP_H // 2, :] = (70, 74, 88)
     peaks = np.interp(np.linspace(0, len(strip) - 1, STRIP_W), np.arange(len(strip)), strip)
-    color = np.array([170, 170, 170] if muted else [46, 110, 200], np.uint8)
+    db = 20 * np.log10(np.maximum(peaks, 1e-6))
+    frac = np.clip((db - FLOOR_DB) / -FLOOR_DB, 0, 1)
+    color = np.array([120, 120, 130] if muted else [80, 160, 255], np.uint8)
     mid = STRIP_H / 2
-    for x, p in enumerate(np.clip(peaks, 0, 1)):
-        h = max(1, int(round(p * (STRIP_H / 2 - 2))))
-        img[int(mid - h):int(mid + h), x] = color
+    for x, f in enumerate(frac):
+        h = int(round(f * (STRIP_H / 2 - 3)))
+        if h:
+            img[int(mid - h):int(mid + h) + 1, x] = color
     return img
 
 
@@ -60,7 +65,7 @@ def sound_row(item: dict[str, Any]) -> None:
     if info is None:
         st.caption("🔇 no sound in this clip")
         return
-    c = st.columns([4, 1.3, 1.3])
+    c = st.columns([3, 1.4])
     with c[0]:
         db = info["dbfs"]
         level = "silent" if not math.isfinite(db) else f"{db:.1f} dBFS"
@@ -68,12 +73,11 @@ def sound_row(item: dict[str, Any]) -> None:
         st.image(strip_image(info["strip"], muted=not math.isfinite(db)), width="stretch")
         st.caption(f"🔊 {level} · {info['rate'] / 1000:g} kHz {ch}")
     with c[1]:
-        item["volume"] = float(st.number_input("Volume", 0.0, 4.0, step=0.1, key=f"seq_{iid}_vol",
-                                               help="this clip's own sound (0 mutes it)"))
-    with c[2]:
-        item["keep_pitch"] = bool(st.checkbox("Keep pitch", key=f"seq_{iid}_pitch",
-                                              help="at other speeds: keep the pitch (time-stretch) "
-                                                   "or let it follow the speed"))
+        item["volume"] = float(st.number_input(
+            "Volume", 0.0, 4.0, step=0.1, key=f"seq_{iid}_vol",
+            help="this clip's own sound (0 mutes it). Keep pitch: at other speeds, keep the pitch "
+                 "(time-stretch) or let it follow the speed"))
+        item["keep_pitch"] = bool(st.checkbox("Keep pitch", key=f"seq_{iid}_pitch"))
 
 
 def duck_controls() -> dict[str, Any]:
@@ -91,9 +95,10 @@ def loudness_controls() -> dict[str, Any]:
     """The export's loudness target (LUFS, or off) and true-peak ceiling (dBTP)."""
     for k, v in LOUD_DEFAULTS.items():
         st.session_state.setdefault(k, v)
-    c = st.columns([1.2, 1, 1])
-    on = c[0].checkbox("Normalise loudness", key="seq_loud_on",
-                       help="measured with pyloudnorm (ITU-R BS.1770-4); -14 LUFS suits the streaming sites")
+    c = st.columns(3)
+    on = c[0].checkbox("Loudness", key="seq_loud_on",
+                       help="normalise the export's loudness, measured with pyloudnorm (ITU-R BS.1770-4); "
+                            "-14 LUFS suits the streaming sites")
     lufs = float(c[1].number_input("Target (LUFS)", -40.0, -5.0, step=1.0, key="seq_loud", disabled=not on))
     tp = float(c[2].number_input("Peak (dBTP)", -9.0, 0.0, step=0.5, key="seq_tp", disabled=not on))
     return {"loudness": lufs if on else None, "true_peak": tp}
