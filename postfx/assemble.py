@@ -211,7 +211,7 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
     """
     from studio.audio import Audio
 
-    from .sound import BESIDE, beside_path, for_mux, mux_args, write_wav
+    from .mux import BESIDE, beside_path, for_mux, mux_args, write_wav
 
     ctx = ctx or RunContext()
     codec = codec_for(out, codec)
@@ -295,7 +295,7 @@ def _kill_on_cancel(proc: subprocess.Popen, ctx: RunContext, stop: threading.Eve
 def _write_png_folder(clip: Clip, out: Path, ctx: RunContext, sound: Any = None) -> Path:
     import cv2
 
-    from .sound import write_wav
+    from .mux import write_wav
     with atomic_path(out, is_dir=True) as tmp:
         if sound is not None:
             write_wav(tmp / "audio.wav", sound)

@@ -24,7 +24,7 @@ AUDIO_MODES = ("replace", "mix")
 
 
 def _where(codec: str) -> str:
-    from .sound import AUDIO_CODEC, MUX_RATE
+    from .mux import AUDIO_CODEC, MUX_RATE
     if codec == "gif":
         return "saved beside the GIF as <out>.wav (a GIF cannot carry sound)"
     if codec == "png":

@@ -32,7 +32,7 @@ from .outputs import (
 )
 from .params import SPEC
 from .request import GenerationRequest
-from .stages import Stage, plan_chain, run_chain, stage_to_dict
+from .stages import Stage, run_chain, stage_to_dict
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from studio.context import RunContext
 from studio.engines import register
 from studio.pipeline import generate, load_base, make_ledger, post_process, rerun
 from studio.request import GenerationRequest
-
 from tests.sound_engine import TONE_HZ, tone
 
 SR = 48_000

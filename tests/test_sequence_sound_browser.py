@@ -8,18 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from test_browser import _button, _choose, _click_when, _heading, _shot, _wait, driver, server
 
-from tests.test_browser import (  # noqa: F401 (server and driver are fixtures)
-    _button,
-    _choose,
-    _click_when,
-    _heading,
-    _shot,
-    _wait,
-    driver,
-    server,
-)
-
+__all__ = ["driver", "server"]   # the fixtures, shared with test_browser.py
 pytestmark = pytest.mark.browser
 
 
@@ -48,8 +39,8 @@ def test_sequence_page_shows_clip_sound_and_plays_the_mix(server, driver):
         _wait(lambda h=f"Timeline ({i})": _heading(driver, h), 20, f"Timeline ({i})")
 
     def levels() -> list[str]:
-        return [c.text.strip() for c in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stCaptionContainer]")
-                if c.text.strip().startswith("🔊")]
+        caps = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stCaptionContainer]")
+        return [c.text.strip() for c in caps if c.text.strip().startswith("🔊")]
     got = _wait(lambda: len(levels()) == 2 and levels(), 30, "two clip sound levels")
     db = [float(s.split()[1]) for s in got]
     assert db[0] - db[1] == pytest.approx(20 * np.log10(3), abs=0.5)     # the louder tone reads 9.5 dB up

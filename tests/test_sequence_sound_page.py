@@ -74,7 +74,9 @@ def test_clip_sound_levels_volume_and_the_mix():
     x = decode_audio(_tmp_wav(wav), SR, 2)
     assert x.shape[0] == 3 * SR
     assert abs(integrated_lufs(x, SR) - (-14.0)) < 0.5
-    a0, b1, q2 = x[int(0.3 * SR):int(0.7 * SR), 0], x[int(1.3 * SR):int(1.7 * SR), 0], x[int(2.55 * SR):int(2.95 * SR), 0]
+    def part(t0: float, t1: float) -> np.ndarray:
+        return x[int(t0 * SR):int(t1 * SR), 0]
+    a0, b1, q2 = part(0.3, 0.7), part(1.3, 1.7), part(2.55, 2.95)
     assert abs(20 * np.log10(amp(a0, 600) / amp(b1, 1500)) + 6.02) < 0.5   # a at half volume
     assert abs(20 * np.log10(amp(q2, 200) / amp(b1, 200)) - 10.0) < 1.0     # the bed ducked 10 dB
     assert report["bed"]["duck_db"] == 10.0
