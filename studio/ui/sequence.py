@@ -19,7 +19,7 @@ from . import service
 from .common import studio_queue
 from .names import display_name
 from .results import downloads
-from .sequence_sound import duck_controls, load_sound_state, loudness_controls, mix_section, sound_row
+from .timeline_sound import duck_controls, load_sound_state, loudness_controls, mix_section, sound_row
 from .views import job_card
 
 _OPTS = service.sequence_options()
