@@ -158,6 +158,13 @@ class SequencePlan:
                         f"{e.transition_in}{f' {e.overlap_in}f' if e.overlap_in else ''}")
         rows.append(f"total {self.frames} frames, {self.duration:.2f} s at {self.fps:g} fps, "
                     f"{self.width}×{self.height}, {self.codec}")
+        a = self.audio_summary()
+        if a:
+            loud = "as mixed" if a["loudness_lufs"] is None else \
+                f"normalised to {a['loudness_lufs']:g} LUFS, true peak ≤ {a['true_peak_dbtp']:g} dBTP"
+            rows.append(f"sound: clips {a['clip_sounds'] or 'none'} with their own sound"
+                        f"{', bed ducked ' + format(a['ducking_db'], 'g') + ' dB under them' if a['bed'] else ''}"
+                        f"; {loud}{'; saved beside as WAV' if a['beside'] else ''}")
         return "\n".join(rows + [f"warning: {w}" for w in self.warnings])
 
 
