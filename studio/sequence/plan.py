@@ -162,8 +162,8 @@ class SequencePlan:
         if a:
             loud = "as mixed" if a["loudness_lufs"] is None else \
                 f"normalised to {a['loudness_lufs']:g} LUFS, true peak ≤ {a['true_peak_dbtp']:g} dBTP"
-            rows.append(f"sound: clips {a['clip_sounds'] or 'none'} with their own sound"
-                        f"{', bed ducked ' + format(a['ducking_db'], 'g') + ' dB under them' if a['bed'] else ''}"
+            bed = f", bed ducked {a['ducking_db']:g} dB under them" if a["bed"] else ""
+            rows.append(f"sound: clips {a['clip_sounds'] or 'none'} with their own sound{bed}"
                         f"; {loud}{'; saved beside as WAV' if a['beside'] else ''}")
         return "\n".join(rows + [f"warning: {w}" for w in self.warnings])
 
