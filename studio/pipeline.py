@@ -32,7 +32,7 @@ from .outputs import (
 )
 from .params import SPEC
 from .request import GenerationRequest
-from .stages import Stage, run_chain, stage_to_dict
+from .stages import Stage, plan_chain, run_chain, stage_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -486,5 +486,5 @@ def request_from_manifest(path: str | Path) -> GenerationRequest:
     return req
 
 
-__all__ = ["Ledger", "RunResult", "build_stages", "generate", "make_ledger", "manifest_path_for",
-           "post_process", "rerun", "request_from_manifest"]
+__all__ = ["ENCODE_SECONDS_PER_MPX", "Ledger", "RunResult", "build_stages", "generate", "ledger_for",
+           "make_ledger", "manifest_path_for", "post_process", "rerun", "request_from_manifest"]
