@@ -126,3 +126,19 @@ def test_gif_export_saves_the_mix_beside(media, tmp_path):
     assert wav.is_file()
     a = audio_streams(wav)
     assert a["samples"] == 15 * SR // FPS and probe_video(out)["frames"] == 15
+
+
+def test_true_peak_sees_between_samples_and_the_limiter_keeps_the_target():
+    from postfx.loudness import normalise
+    n = np.arange(SR)
+    between = np.sin(np.pi / 2 * n + np.pi / 4).astype(np.float32)[:, None]   # fs/4: samples at ±0.707
+    assert np.abs(between).max() == pytest.approx(0.7071, abs=1e-3)
+    assert true_peak_dbtp(between, SR) == pytest.approx(0.0, abs=0.2)          # the wave between them is 1.0
+    # a quiet tone with loud clicks: reaching -14 LUFS by gain alone would put the clicks at +10 dBTP
+    x = tone(3.0, 440.0, amp=0.05)
+    x[::SR // 4] = 0.9
+    out, rep = normalise(x, SR, -14.0, -1.0)
+    assert rep.limited and true_peak_dbtp(out, SR) <= -1.0
+    assert integrated_lufs(out, SR) == pytest.approx(-14.0, abs=0.5)
+    # between the clicks (every 0.25 s) the tone is untouched by the limiter: just the gain
+    assert level_db(out, 0.32, 0.43, 440.0) == pytest.approx(20 * np.log10(0.05) + rep.gain_db, abs=0.5)
