@@ -133,3 +133,18 @@ def test_cli_flags_come_from_the_spec():
     with pytest.raises(ValueError, match=r"audio_mode='under' is not one of replace, mix"):
         from studio.params import SPEC
         SPEC["audio_mode"].check("under")
+
+
+def test_cli_post_to_gif_says_where_the_sound_went(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    frames = np.zeros((6, 32, 48, 3), np.uint8)
+    src = write_video(Clip(frames, 6.0, audio=Audio(tone(1.0, rate=SR), SR)), tmp_path / "s.mp4")
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "studio", "post", str(src), "--out", str(tmp_path / "x.gif"),
+                        "--audio-gain", "-3"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    wav = tmp_path / "x.gif.wav"
+    assert f"sound {wav} (a GIF cannot carry sound)" in p.stdout
+    assert audio_streams(wav)["samples"] == SR
