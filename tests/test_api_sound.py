@@ -64,3 +64,29 @@ def test_track_by_upload_id_only(client, photo, tmp_path):
     r = c.post("/jobs", json={"kind": "generate", "payload": {"request": {**TINY, "image": img,
                                                                           "audio_mode": "louder"}}})
     assert r.status_code == 422 and "audio_mode='louder' is not one of replace, mix" in r.json()["detail"]
+
+
+def test_post_and_rerun_take_the_track_by_id_too(client, photo, tmp_path):
+    c, q = client
+    img = c.post("/uploads", files={"file": ("a.jpg", photo.read_bytes(), "image/jpeg")}).json()["id"]
+    wav = write_wav(tmp_path / "t.wav", Audio(tone(2.0, 700.0, rate=SR, amp=0.3), SR))
+    aid = c.post("/uploads", files={"file": ("t.wav", wav.read_bytes(), "audio/wav")}).json()["id"]
+    r = c.post("/jobs", json={"kind": "generate", "payload": {"request": {**TINY, "image": img}}})
+    gid = r.json()["id"]
+    assert q.wait(gid, timeout=120).status == "done"
+    for kind, payload in (("post", {"input": gid, "settings": {"audio": aid, "audio_fade": 0}}),
+                          ("rerun", {"manifest": gid, "overrides": {"audio": aid, "audio_fade": 0}})):
+        r = c.post("/jobs", json={"kind": kind, "payload": payload})
+        assert r.status_code == 201, r.text
+        assert q.wait(r.json()["id"], timeout=120).status == "done"
+        out = tmp_path / f"{kind}.mp4"
+        out.write_bytes(c.get(f"/jobs/{r.json()['id']}/result").content)
+        x = decode_audio(out, SR, 2)[int(0.1 * SR):int(0.9 * SR), 0]
+        assert np.sqrt(2 * np.mean(x ** 2)) == pytest.approx(0.3, rel=0.06)   # the track, at 0 dB
+    for kind, payload, where in (
+            ("post", {"input": gid, "settings": {"audio": str(wav)}}, "payload.settings.audio"),
+            ("rerun", {"manifest": gid, "overrides": {"audio": "/etc/passwd"}}, "payload.overrides.audio")):
+        r = c.post("/jobs", json={"kind": kind, "payload": payload})
+        assert r.status_code == 422 and r.json()["detail"].startswith(f"{where}: paths are not accepted")
+    r = c.post("/jobs", json={"kind": "post", "payload": {"input": gid, "settings": {"audio": img}}})
+    assert r.status_code == 422 and "payload.settings.audio" in r.json()["detail"]   # an image is no track
