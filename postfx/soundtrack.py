@@ -9,6 +9,7 @@ sets its level in dB and `audio_fade` fades it in and out.  `plan_sound` is the 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ def plan_sound(own: SoundSpec | None, req: Any, base: ClipSpec, final: ClipSpec,
     mode = getattr(req, "audio_mode", "replace")
     if own is None and not track:
         return None
+    if track and not Path(str(track)).is_file():   # said before the run, not after it (file name only)
+        raise ValueError(f"audio: the track {Path(str(track)).name!r} does not exist")
     steps = []
     if own is not None:
         steps.append(f"{source} {own.describe()}")

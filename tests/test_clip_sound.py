@@ -148,3 +148,12 @@ def test_cli_post_to_gif_says_where_the_sound_went(tmp_path):
     wav = tmp_path / "x.gif.wav"
     assert f"sound {wav} (a GIF cannot carry sound)" in p.stdout
     assert audio_streams(wav)["samples"] == SR
+
+
+def test_a_missing_track_is_refused_before_the_run(tmp_path, photo):
+    req = _req(photo, audio=str(tmp_path / "gone.wav"))
+    with pytest.raises(ValueError, match=r"audio: the track 'gone.wav' does not exist"):
+        make_ledger(req, "cpu", tmp_path / "o.mp4")
+    with pytest.raises(ValueError, match=r"audio: the track 'gone.wav' does not exist"):
+        generate(req, tmp_path / "o.mp4", RunContext())
+    assert not (tmp_path / "o.mp4").exists()
