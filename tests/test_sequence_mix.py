@@ -142,3 +142,19 @@ def test_true_peak_sees_between_samples_and_the_limiter_keeps_the_target():
     assert integrated_lufs(out, SR) == pytest.approx(-14.0, abs=0.5)
     # between the clicks (every 0.25 s) the tone is untouched by the limiter: just the gain
     assert level_db(out, 0.32, 0.43, 440.0) == pytest.approx(20 * np.log10(0.05) + rep.gain_db, abs=0.5)
+
+
+def test_ducking_attack_ends_where_the_sound_starts_and_release_follows_its_end():
+    from studio.sequence.mix import duck_gain
+    active = np.zeros(4 * SR, bool)
+    active[SR:2 * SR] = True                                           # a clip sounds from 1 s to 2 s
+    g = 20 * np.log10(duck_gain(active, 12.0, attack_s=0.25, release_s=0.5))
+    at = lambda t: g[int(round(t * SR))]   # noqa: E731
+    assert at(0.5) == pytest.approx(0.0, abs=1e-6) and at(3.5) == pytest.approx(0.0, abs=1e-6)
+    assert at(0.75 - 0.01) == pytest.approx(0.0, abs=0.01)              # the dip starts 0.25 s early ...
+    assert at(0.875) == pytest.approx(-6.0, abs=0.1)                    # ... is half-way mid-attack ...
+    assert at(1.0) == pytest.approx(-12.0, abs=0.01)                    # ... and complete when it sounds
+    assert np.allclose(g[SR:2 * SR], -12.0, atol=1e-4)
+    assert at(2.25) == pytest.approx(-6.0, abs=0.1) and at(2.5) == pytest.approx(0.0, abs=0.01)
+    assert np.all(np.diff(g[int(0.5 * SR):SR]) <= 1e-6)                 # smooth: only down, then only up
+    assert np.all(np.diff(g[2 * SR:3 * SR]) >= -1e-6)
