@@ -185,14 +185,7 @@ def fit_audio(arr: np.ndarray, sr: int, duration: float, *, loop: bool = True, f
 
 def prepare_audio(audio: AudioSpec, duration: float, dest: Path, sr: int = 44100) -> Path:
     """Cut the audio bed to `duration` (offset, loop or trim, volume, fades) into a WAV file."""
-    audio.check()
-    from .media import decode_audio as _decode
-    arr = _decode(audio.path, sr, start=audio.offset, duration=duration)   # only what is heard
-    if arr.shape[0] == 0:
-        raise ValueError(f"audio offset={audio.offset} is at or past the end of {Path(audio.path).name}")
-    out = fit_audio(arr, sr, duration, loop=audio.loop, fade_in=audio.fade_in,
-                    fade_out=audio.fade_out, volume=audio.volume)
-    _write_wav(dest, out, sr)
+    _write_wav(dest, prepare_samples(audio, duration, sr), sr)
     return dest
 
 
@@ -211,14 +204,25 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
                 ctx: RunContext | None = None) -> Path:
     """Encode `clip` once to `out` (atomically) and return the final path.
 
+    The clip's sound (`clip.audio`, or the file an `AudioSpec` names, which replaces it) is muxed
+    exactly as long as the video: AAC in MP4/MOV, Opus in WebM.  A GIF or a PNG folder cannot carry
+    sound, so it is saved beside them as a WAV (`<out>.wav`, or `audio.wav` in the folder).
     A path ending in '/' (or codec 'png') writes a folder of PNG frames plus `fps.txt`.
     """
+    from studio.audio import Audio
+
+    from .mux import BESIDE, beside_path, for_mux, mux_args, write_wav
+
     ctx = ctx or RunContext()
     codec = codec_for(out, codec)
+    t = clip.frames.shape[0]
+    sound = clip.audio
+    if audio is not None:
+        sound = Audio(prepare_samples(audio, t / clip.fps), 44100)
+    if sound is not None:
+        sound = for_mux(sound, t / clip.fps)
     if codec == "png":
-        return _write_png_folder(clip, Path(str(out).rstrip("/")), ctx)
-    if codec == "gif" and audio is not None:
-        raise ValueError("a GIF cannot carry audio; choose .mp4/.webm/.mov or drop the audio")
+        return _write_png_folder(clip, Path(str(out).rstrip("/")), ctx, sound)
     frames = _even(clip.frames) if codec in ("h264", "h265", "vp9") else clip.frames
     t, h, w, _ = frames.shape
     out = Path(out)
@@ -226,42 +230,59 @@ def write_video(clip: Clip, out: str | Path, *, codec: str | None = None, crf: i
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate(clip.fps),
                "-i", "-"]
-        if audio is not None:
-            wav = prepare_audio(audio, t / clip.fps, Path(td) / "audio.wav")
-            cmd += ["-i", str(wav)]
-        cmd += _video_args(codec, crf, preset)
-        if audio is not None:
-            acodec = {"vp9": "libopus", "prores": "pcm_s16le"}.get(codec, "aac")
-            cmd += ["-map", "0:v:0", "-map", "1:a:0", "-c:a", acodec, "-shortest"]
+        a_in, a_out = ([], [])
+        if sound is not None and codec not in BESIDE:
+            a_in, a_out = mux_args(sound, Path(td) / "audio.f32", codec)
+        cmd += a_in + _video_args(codec, crf, preset) + a_out
         cmd += ["-frames:v", str(t), str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=die_with_parent)
-        # a slow encoder blocks our writes (and its final flush takes seconds): a cancel kills it
-        stop = threading.Event()
-        watcher = threading.Thread(target=_kill_on_cancel, args=(proc, ctx, stop), daemon=True)
-        watcher.start()
-        try:
-            for i in range(t):
-                ctx.step("encode", i + 1, t)
-                proc.stdin.write(np.ascontiguousarray(frames[i]).tobytes())
-            proc.stdin.close()
-            err = proc.stderr.read().decode(errors="replace")
-            rc = proc.wait()
-            ctx.check_cancel()
-        except BrokenPipeError:
-            proc.kill()
-            proc.wait()
-            ctx.check_cancel()    # killed by a cancel: raise Cancelled, not a broken pipe
-            raise
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            stop.set()
-        if rc != 0:
-            raise RuntimeError(f"ffmpeg failed encoding {out.name} ({codec}): {err.strip()[-500:]}")
+        _encode(cmd, frames, ctx, out, codec)
+        if sound is not None and codec in BESIDE:   # the GIF's sound goes beside it, written first
+            with atomic_path(beside_path(out, codec)) as wtmp:
+                write_wav(wtmp, sound)
+            log.info("%s cannot carry sound: saved it beside as %s", out.name, beside_path(out, codec).name)
     return out
+
+
+def prepare_samples(audio: AudioSpec, duration: float, sr: int = 44100) -> np.ndarray:
+    """An `AudioSpec`'s file cut to `duration` (offset, loop or trim, volume, fades) as samples."""
+    audio.check()
+    from .media import decode_audio as _decode
+    arr = _decode(audio.path, sr, start=audio.offset, duration=duration)   # only what is heard
+    if arr.shape[0] == 0:
+        raise ValueError(f"audio offset={audio.offset} is at or past the end of {Path(audio.path).name}")
+    return fit_audio(arr, sr, duration, loop=audio.loop, fade_in=audio.fade_in,
+                     fade_out=audio.fade_out, volume=audio.volume)
+
+
+def _encode(cmd: list[str], frames: np.ndarray, ctx: RunContext, out: Path, codec: str) -> None:
+    t = frames.shape[0]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)
+    # a slow encoder blocks our writes (and its final flush takes seconds): a cancel kills it
+    stop = threading.Event()
+    watcher = threading.Thread(target=_kill_on_cancel, args=(proc, ctx, stop), daemon=True)
+    watcher.start()
+    try:
+        for i in range(t):
+            ctx.step("encode", i + 1, t)
+            proc.stdin.write(np.ascontiguousarray(frames[i]).tobytes())
+        proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace")
+        rc = proc.wait()
+        ctx.check_cancel()
+    except BrokenPipeError:
+        proc.kill()
+        proc.wait()
+        ctx.check_cancel()    # killed by a cancel: raise Cancelled, not a broken pipe
+        raise
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        stop.set()
+    if rc != 0:
+        raise RuntimeError(f"ffmpeg failed encoding {out.name} ({codec}): {err.strip()[-500:]}")
 
 
 def _kill_on_cancel(proc: subprocess.Popen, ctx: RunContext, stop: threading.Event) -> None:
@@ -271,9 +292,14 @@ def _kill_on_cancel(proc: subprocess.Popen, ctx: RunContext, stop: threading.Eve
             return
 
 
-def _write_png_folder(clip: Clip, out: Path, ctx: RunContext) -> Path:
+def _write_png_folder(clip: Clip, out: Path, ctx: RunContext, sound: Any = None) -> Path:
     import cv2
+
+    from .mux import write_wav
     with atomic_path(out, is_dir=True) as tmp:
+        if sound is not None:
+            write_wav(tmp / "audio.wav", sound)
+            log.info("a PNG folder cannot carry sound: saved it beside the frames as audio.wav")
         n = clip.frames.shape[0]
         for i, f in enumerate(clip.frames):
             ctx.step("encode", i + 1, n)

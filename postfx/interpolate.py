@@ -27,6 +27,7 @@ import numpy as np
 
 from postfx import register_stage
 from postfx.upscale import Upscale
+from studio.audio import fit_to
 from studio.clip import Clip, ClipSpec
 from studio.context import RunContext
 
@@ -227,7 +228,7 @@ class Interpolate:
                                "source_frames": n_src, "frames": len(pos), "fps": plan.fps}
         log.info("interpolate: %s, %d -> %d frames, %d new, cuts at %s", method, n_src, len(pos),
                  len(jobs), cuts)
-        return Clip(frames=out, fps=plan.fps, meta=meta)
+        return Clip(frames=out, fps=plan.fps, meta=meta, audio=fit_to(clip.audio, plan.duration))
 
 
 def assemble(src: np.ndarray, pos: list[tuple[int, float]], cuts: list[int], static: list[int],
@@ -337,7 +338,7 @@ class InterpolateUpscaled:
                                "interpolated_frames": len(jobs), "source_frames": len(src),
                                "upscaled_frames": len(src), "frames": len(pos), "fps": plan.fps,
                                "seconds": {"upscale": round(t_up, 3), "carry": round(t_carry, 3)}}
-        return Clip(frames=out, fps=plan.fps, meta=meta)
+        return Clip(frames=out, fps=plan.fps, meta=meta, audio=fit_to(clip.audio, plan.duration))
 
 
 __all__ = ["CARRY_SECONDS_PER_MP", "Interpolate", "InterpolateUpscaled", "assemble"]

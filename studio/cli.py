@@ -19,7 +19,7 @@ GEN_FLAGS = ["prompt", "negative_prompt", "engine", "frames", "fps", "width", "h
              "guidance", "motion", "speed"]
 POST_FLAGS = ["interpolate", "target_fps", "upscale", "upscaler", "color_match", "order",
               "scene_threshold"]
-OUT_FLAGS = ["codec", "crf", "preset", "audio", "audio_fade"]
+OUT_FLAGS = ["codec", "crf", "preset", "audio", "audio_mode", "audio_gain", "audio_fade"]
 
 
 class CliError(Exception):
@@ -102,8 +102,16 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     res = generate(req, ns.out, ctx, ledger=ledger)
     if prog:
         prog.close()
-    print(f"wrote {res.output}\nmanifest {res.manifest_path}")
+    _wrote(res)
     return 0
+
+
+def _wrote(res: Any) -> None:
+    print(f"wrote {res.output}\nmanifest {res.manifest_path}")
+    out = ((res.manifest.get("audio") or {}).get("output") or {})
+    if out.get("file"):   # a GIF or PNG folder cannot carry sound: it was saved beside the frames
+        where = res.output / out["file"] if res.output.is_dir() else res.output.with_name(out["file"])
+        print(f"sound {where} (a {res.manifest['output']['codec'].upper()} cannot carry sound)")
 
 
 def _post_values(ns: argparse.Namespace) -> dict[str, Any]:
@@ -118,7 +126,7 @@ def cmd_post(ns: argparse.Namespace) -> int:
     if prog:
         prog.close()
     print(json.dumps(res.manifest["ledger"]["final"]))
-    print(f"wrote {res.output}\nmanifest {res.manifest_path}")
+    _wrote(res)
     return 0
 
 
@@ -129,7 +137,7 @@ def cmd_rerun(ns: argparse.Namespace) -> int:
     res = rerun(ns.manifest, _post_values(ns), ns.out, ctx)
     if prog:
         prog.close()
-    print(f"wrote {res.output}\nmanifest {res.manifest_path}")
+    _wrote(res)
     return 0
 
 

@@ -31,7 +31,11 @@ class ClipSpec:
 
 @dataclass
 class Clip:
-    """Frames as uint8 T×H×W×3 (RGB), their fps, and free-form metadata."""
+    """Frames as uint8 T×H×W×3 (RGB), their fps, free-form metadata, and the sound it carries.
+
+    When `audio` is set, its duration equals the frames' (frames / fps) to the sample: stages keep
+    it so (`studio.audio.fit_to`), and the final encode muxes it.
+    """
 
     frames: np.ndarray
     fps: float
@@ -48,6 +52,8 @@ class Clip:
             raise ValueError("Clip needs at least one frame, got 0")
         if not (self.fps > 0):
             raise ValueError(f"Clip fps must be > 0, got {self.fps!r}")
+        if self.audio is not None and not isinstance(self.audio, Audio):
+            raise ValueError(f"Clip audio must be an Audio or None, got {type(self.audio).__name__}")
 
     @property
     def spec(self) -> ClipSpec:

@@ -53,7 +53,7 @@ def new_output_path(stem: str = "clip", ext: str = ".mp4", root: Path | None = N
 
 
 STUDIO_FRAME_FILE = re.compile(r"^frame_\d{5,}\.png$")
-STUDIO_FOLDER_FILES = ("fps.txt",)
+STUDIO_FOLDER_FILES = ("fps.txt", "audio.wav")
 MANIFEST_KINDS = ("studio-manifest", "studio-sequence")
 
 
@@ -211,7 +211,8 @@ def delete_output(path: str | Path) -> None:
     out = Path(str(path).rstrip("/"))
     mp = manifest_path_for(out)
     base = base_clip_path(out)
-    for p in (out, mp, base):
+    wav = out.with_name(out.name + ".wav")   # a GIF's sound, saved beside it
+    for p in (out, mp, base, wav):
         if p.exists():
             _remove(p)
 

@@ -147,8 +147,13 @@ SPEC: dict[str, Param] = {p.name: p for p in [
     _p("preset", str, "medium", "Encoder speed preset.",
        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow"), group="output", advanced=True),
-    _p("audio", str, None, "Audio file to lay under the video (trimmed or looped, with fades).",
-       optional=True, group="output", advanced=True, upload=("audio",)),
+    _p("audio", str, None, "Your own audio track (a file; an upload id in the API): looped or trimmed "
+       "to the video, with fades. It replaces the clip's own (generated) sound or goes under it "
+       "(audio_mode).", optional=True, group="output", advanced=True, upload=("audio",)),
+    _p("audio_mode", str, "replace", "What your track does to the clip's own sound: replace it, or mix "
+       "under it.", choices=("replace", "mix"), group="output", advanced=True),
+    _p("audio_gain", float, 0.0, "Level of your track in dB (0 = as it is).", min=-60, max=12, step=1,
+       group="output", advanced=True),
     _p("audio_fade", float, 0.5, "Audio fade in/out seconds.", min=0, max=10, step=0.1,
        group="output", advanced=True),
 ]}

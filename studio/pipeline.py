@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .audio import Audio, SoundSpec, fit_to
 from .clip import Clip, ClipSpec
 from .context import RunContext
 from .estimates import ENCODE_SECONDS_PER_MPX, learned, record
@@ -89,6 +90,7 @@ class Ledger:
 
     rows: list[dict[str, Any]]
     final: ClipSpec
+    audio: dict[str, Any] | None = None   # the sound's row: rate, channels, duration, what happens
 
     @property
     def total_seconds(self) -> float:
@@ -98,7 +100,7 @@ class Ledger:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (goes into the manifest)."""
         return {"rows": self.rows, "final": dataclasses.asdict(self.final),
-                "total_est_seconds": self.total_seconds}
+                "total_est_seconds": self.total_seconds, "audio": self.audio}
 
     def to_text(self) -> str:
         """A fixed-width table for the terminal."""
@@ -110,6 +112,11 @@ class Ledger:
             mem = "" if not r.get("est_memory_mb") else f"{r['est_memory_mb']:.0f}"
             lines.append(f"{r['label'][:44]:<44} {r['frames']:>6} {r['fps']:>7.3f} {r['duration']:>6.2f} "
                          f"{size:>11} {est:>7} {mem:>7}")
+        if self.audio:
+            a = self.audio
+            lines.append(f"{'audio':<44} {'':>6} {a['rate']:>6}Hz {a['duration']:>6.2f} "
+                         f"{str(a['channels']) + ' ch':>11}")
+            lines.append(f"  {a['label']}")
         lines.append(f"{'total (estimate)':<44} {'':>6} {'':>7} {'':>6} {'':>11} {self.total_seconds:>7.2f}")
         return "\n".join(lines)
 
@@ -123,9 +130,11 @@ def _row(stage: str, label: str, spec: ClipSpec, est: dict[str, float] | None) -
 
 
 def ledger_for(base: ClipSpec, base_row: dict[str, Any], stages: list[Stage], codec: str,
-               device: str) -> Ledger:
-    """Ledger rows for a base clip, its stages and the final encode."""
+               device: str, req: GenerationRequest | None = None, sound: SoundSpec | None = None,
+               source: str = "generated") -> Ledger:
+    """Ledger rows for a base clip, its stages and the final encode; the audio row when there is sound."""
     from postfx.assemble import plan_output
+    from postfx.soundtrack import plan_sound
 
     rows = [base_row]
     spec = base
@@ -136,7 +145,8 @@ def ledger_for(base: ClipSpec, base_row: dict[str, Any], stages: list[Stage], co
     mpx = final.frames * final.width * final.height / 1e6
     rows.append(_row("encode", f"encode {codec}", final,
                      {"seconds": mpx * ENCODE_SECONDS_PER_MPX.get(codec, 0.02)}))
-    return Ledger(learned(rows, device), final)    # the formulas, scaled by this machine's runs
+    return Ledger(learned(rows, device), final,    # the formulas, scaled by this machine's runs
+                  plan_sound(sound, req, base, final, codec, source) if req else None)
 
 
 def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | None = None,
@@ -158,7 +168,9 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     for key in ("memory", "speed"):
         if est.get(key):
             row[key] = est[key]
-    return ledger_for(base, row, stages, codec, device)
+    plan_audio = getattr(engine, "plan_audio", None)   # engines that make sound say its shape
+    sound = plan_audio(req) if callable(plan_audio) else None
+    return ledger_for(base, row, stages, codec, device, req, sound)
 
 
 @dataclass
@@ -196,7 +208,9 @@ def _save_base(clip: Clip, out: Path) -> Path:
     path = base_clip_path(out)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, frames=clip.frames, fps=np.float64(clip.fps))
+            extra = {} if clip.audio is None else {"audio": clip.audio.samples,
+                                                   "audio_rate": np.int64(clip.audio.rate)}
+            np.savez_compressed(f, frames=clip.frames, fps=np.float64(clip.fps), **extra)
     return path
 
 
@@ -205,7 +219,8 @@ def load_base(path: Path) -> Clip:
     if not path.is_file():
         raise ValueError(f"the base clip {path} is missing; re-running needs it (generate again)")
     with np.load(path) as z:
-        return Clip(z["frames"], float(z["fps"]), {"source": str(path)})
+        audio = Audio(z["audio"], int(z["audio_rate"])) if "audio" in z.files else None
+        return Clip(z["frames"], float(z["fps"]), {"source": str(path)}, audio)
 
 
 def _base_of(m: dict[str, Any], mpath: Path) -> Clip:
@@ -221,7 +236,17 @@ def _base_of(m: dict[str, Any], mpath: Path) -> Clip:
     if not path.is_file() or sha256_file(path) != src["sha256"]:
         raise ValueError(f"the input {path.name} this output was post-processed from was deleted or "
                          f"changed; re-running needs it unchanged (sha256 {src['sha256'][:12]}…)")
-    return read_video(path)
+    return _with_sound(read_video(path), path)
+
+
+def _with_sound(clip: Clip, path: Path) -> Clip:
+    """A decoded input with its own sound (if the file has any), fitted to its frames."""
+    from postfx.sound import read_sound
+    if path.is_dir() and (path / "audio.wav").is_file():   # a PNG folder keeps its sound beside its frames
+        path = path / "audio.wav"
+    if not path.is_file():
+        return clip
+    return dataclasses.replace(clip, audio=fit_to(read_sound(path), clip.spec.duration))
 
 
 def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: GenerationRequest,
@@ -229,13 +254,27 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
                          manifest_extra: dict[str, Any], base: Clip | None,
                          t_start: float | None = None,
                          base_source: dict[str, str] | None = None) -> RunResult:
-    from postfx.assemble import AudioSpec, plan_output, write_video
+    from postfx.assemble import plan_output, write_video
+    from postfx.sound import beside_path
+    from postfx.soundtrack import final_sound
 
     codec = ledger.rows[-1]["label"].split()[-1]
     _check_against(plan_output(clip.spec, codec), ledger.final, "the chain")
-    audio = AudioSpec(req.audio, fade_in=req.audio_fade, fade_out=req.audio_fade) if req.audio else None
+    sound, sound_rec = final_sound(clip.audio, req, clip.spec.duration)
     t0 = time.perf_counter()
-    written = write_video(clip, out, codec=codec, crf=req.crf, preset=req.preset, audio=audio, ctx=ctx)
+    written = write_video(dataclasses.replace(clip, audio=sound), out, codec=codec, crf=req.crf,
+                          preset=req.preset, ctx=ctx)
+    if base is not None and base.audio is not None:
+        sound_rec = sound_rec or {}
+        sound_rec["base"] = {"rate": int(base.audio.rate), "channels": base.audio.channels,
+                             "duration": round(base.audio.duration, 6)}
+    if sound_rec is not None and sound is not None:
+        sound_rec["output"] = {"codec": {"gif": "wav", "png": "wav"}.get(codec, "opus" if codec == "vp9"
+                                                                          else "aac"),
+                               "rate": 48_000, "channels": sound.channels,
+                               "duration": round(clip.spec.duration, 6)}
+        if codec in ("gif", "png"):
+            sound_rec["output"]["file"] = beside_path(written, codec).name
     timings["encode"] = round(time.perf_counter() - t0, 4)
     try:
         keep_base = base is not None and base_source is None   # a video file input is its own base
@@ -254,6 +293,7 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
             "base_clip": base_clip_path(written).name if keep_base else None,
             **({"base_source": base_source} if base_source else {}),
             "ledger": ledger.to_dict(),
+            "audio": sound_rec,
             "timings": timings,
             "device": ctx.device,
             "versions": library_versions(),
@@ -261,7 +301,7 @@ def _encode_and_manifest(clip: Clip, stages: list[Stage], ledger: Ledger, req: G
         }
         mpath = write_manifest(written, manifest)
     except BaseException:
-        for p in (written, base_clip_path(written)):
+        for p in (written, base_clip_path(written), written.with_name(written.name + ".wav")):
             if p.is_file():
                 p.unlink()
         raise
@@ -296,6 +336,10 @@ def generate(req: GenerationRequest, out: str | Path | None = None, ctx: RunCont
     timings["engine"] = round(time.perf_counter() - t0, 4)
     _check_against(base.spec, ClipSpec(**{k: ledger.rows[0][k] for k in ("frames", "fps", "width",
                                                                           "height")}), engine.id)
+    if base.audio is not None and base.audio.samples.shape[0] != round(base.spec.duration * base.audio.rate):
+        log.warning("%s gave %.4f s of sound for %.4f s of frames: fitted to the frames", engine.id,
+                    base.audio.duration, base.spec.duration)
+        base = dataclasses.replace(base, audio=fit_to(base.audio, base.spec.duration))
     clip = run_chain(base, stages, ctx, timings)
     extra = {"engine": {"id": engine.id, "label": engine.label, "family": engine.family},
              "seed": req.seed,
@@ -331,10 +375,11 @@ def post_settings(values: dict[str, Any]) -> GenerationRequest:
 
 
 def _post_ledger(base: ClipSpec, req: GenerationRequest, stages: list[Stage], out: str | Path, device: str,
-                 label: str) -> Ledger:
+                 label: str, sound: SoundSpec | None = None) -> Ledger:
     from postfx.assemble import codec_for
     row = _row("input", label, base, None)
-    return ledger_for(base, row, stages, codec_for(out, req.codec), device)
+    return ledger_for(base, row, stages, codec_for(out, req.codec), device, req, sound,
+                      "input's" if label.startswith("input") else "saved")
 
 
 def plan_post(base: ClipSpec, settings: dict[str, Any], out: str | Path, device: str = "cpu",
@@ -351,10 +396,11 @@ def post_process(input_path: str | Path, settings: dict[str, Any], out: str | Pa
 
     ctx = ctx or RunContext(device=default_device())
     req = post_settings(settings)
-    base = read_video(input_path)
+    base = _with_sound(read_video(input_path), Path(str(input_path)))
     out = _resolve_out(out, req, Path(str(input_path).rstrip("/")).stem + "-post")
     stages = build_stages(req)
-    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}")
+    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, f"input {Path(str(input_path)).name}",
+                          base.audio.spec if base.audio is not None else None)
     timings: dict[str, float] = {}
     clip = run_chain(base, stages, ctx, timings)
     src = Path(input_path).resolve()
@@ -380,7 +426,8 @@ def rerun(manifest_path: str | Path, overrides: dict[str, Any] | None = None,
     base = _base_of(m, mpath)
     out = _resolve_out(out, req, mpath.stem.replace(".mp4", "") + "-rerun")
     stages = build_stages(req)
-    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, "saved base clip")
+    ledger = _post_ledger(base.spec, req, stages, out, ctx.device, "saved base clip",
+                          base.audio.spec if base.audio is not None else None)
     timings: dict[str, float] = {}
     clip = run_chain(base, stages, ctx, timings)
     extra = {k: m.get(k) for k in ("engine", "seed", "input", "engine_meta", "weights") if k in m}
@@ -421,7 +468,9 @@ def plan_rerun(m: dict[str, Any], overrides: dict[str, Any] | None, out: str | P
                ) -> Ledger:
     """The ledger of re-running a manifest's post-processing with `overrides` into `out` (nothing runs)."""
     req = rerun_request(m, overrides)
-    return _post_ledger(base_spec_of(m), req, build_stages(req), out, device, "saved base clip")
+    own = (m.get("audio") or {}).get("base")
+    sound = SoundSpec(int(own["rate"]), int(own["channels"]), float(own["duration"])) if own else None
+    return _post_ledger(base_spec_of(m), req, build_stages(req), out, device, "saved base clip", sound)
 
 
 def request_from_manifest(path: str | Path) -> GenerationRequest:
@@ -437,5 +486,5 @@ def request_from_manifest(path: str | Path) -> GenerationRequest:
     return req
 
 
-__all__ = ["Ledger", "RunResult", "build_stages", "generate", "make_ledger", "manifest_path_for",
-           "post_process", "rerun", "request_from_manifest"]
+__all__ = ["ENCODE_SECONDS_PER_MPX", "Ledger", "RunResult", "build_stages", "generate", "ledger_for",
+           "make_ledger", "manifest_path_for", "post_process", "rerun", "request_from_manifest"]

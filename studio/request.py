@@ -57,6 +57,8 @@ class GenerationRequest:
     preset: str = SPEC["preset"].default
     audio: str | None = None
     audio_fade: float = SPEC["audio_fade"].default
+    audio_mode: str = SPEC["audio_mode"].default
+    audio_gain: float = SPEC["audio_gain"].default
     loras: list[LoraRef] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # engine-specific settings
 

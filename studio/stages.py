@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from postfx import STAGE_TYPES, register_stage
 
+from .audio import fit_to
 from .clip import Clip, ClipSpec
 from .context import RunContext
 
@@ -66,12 +67,18 @@ def plan_chain(spec: ClipSpec, stages: list[Stage]) -> list[ClipSpec]:
 
 def run_chain(clip: Clip, stages: list[Stage], ctx: RunContext,
               timings: dict[str, float] | None = None) -> Clip:
-    """Apply stages in order; check each result against its plan; record seconds per stage."""
+    """Apply stages in order; check each result against its plan; record seconds per stage.
+
+    A clip's sound survives every stage, trimmed or padded to the frames' new duration.
+    """
     for i, s in enumerate(stages):
         ctx.check_cancel()
         expect = s.plan(clip.spec)
         t0 = time.perf_counter()
+        sound = clip.audio
         clip = s.apply(clip, ctx)
+        if sound is not None:   # the sound stays as long as the frames (a stage that dropped it gets it back)
+            clip = dataclasses.replace(clip, audio=fit_to(clip.audio or sound, clip.spec.duration))
         if timings is not None:
             timings[f"{i}:{s.name}"] = round(time.perf_counter() - t0, 4)
         if ctx.preview is not None:

@@ -42,7 +42,8 @@ def rms(x: np.ndarray, t0: float, t1: float) -> float:
 
 def render_with(tmp_path: Path, audio: dict, video_s: float) -> np.ndarray:
     v = video(tmp_path / "v.mp4", video_s)
-    spec = {"version": 1, "output": {"size": [48, 32], "fps": 10, "encoder_preset": "ultrafast"},
+    spec = {"version": 1, "output": {"size": [48, 32], "fps": 10, "encoder_preset": "ultrafast",
+                                     "loudness": None},   # the bed's own levels, not normalised
             "clips": [{"path": str(v)}], "audio": audio}
     out = render_sequence(spec, tmp_path / "out.mp4")
     return decode_audio(out, SR, 1)[:, 0]

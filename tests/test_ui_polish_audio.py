@@ -71,7 +71,7 @@ def _outputs(pattern: str) -> list[Path]:
     return sorted(outputs_dir().glob(pattern))
 
 
-def test_audio_is_disabled_for_gif_and_bad_audio_is_refused(photo):
+def test_gif_saves_the_track_beside_and_bad_audio_is_refused(photo):
     at = _page(photo)
     bad = ("noise.mp3", b"ID3" + b"\0" * 300, "audio/mpeg")
     at.file_uploader(key="gen_audio_upload").set_value(bad).run()
@@ -80,17 +80,24 @@ def test_audio_is_disabled_for_gif_and_bad_audio_is_refused(photo):
                for e in at.error)
     assert at.session_state["gen_audio"] is None
     assert not list(_outputs("uploads/audio/*"))                       # nothing half-kept
+    assert at.selectbox(key="gen_post_audio_mode").disabled          # no track: nothing to set
     at.file_uploader(key="gen_audio_upload").set_value(("tone.wav", tone_wav(0.2), "audio/wav")).run()
     assert at.session_state["gen_audio"] and not at.error
     at.selectbox(key="gen_post_codec").set_value("gif").run()
-    assert at.file_uploader(key="gen_audio_upload").disabled
-    assert any("A GIF cannot carry audio" in c.value for c in at.caption)
-    assert at.slider(key="gen_post_audio_fade").disabled
+    assert not at.file_uploader(key="gen_audio_upload").disabled
+    assert any("A GIF cannot carry sound: the clip's sound is saved beside it as a WAV" in c.value
+               for c in at.caption)
+    at.selectbox(key="gen_post_audio_mode").set_value("mix").run()
+    at.slider(key="gen_post_audio_gain").set_value(-6.0).run()
     assert not at.error, [e.value for e in at.error]
-    # a GIF without audio is planned and written as a GIF (the ledger plans for the codec's extension)
+    assert any("beside the GIF" in str(v) for t in at.table for v in t.value.to_dict("list")["step"])
     at.button(key="generate").click().run()
     at = poll(at, lambda a: bool(_outputs("*.gif.json")))
     from postfx.assemble import read_video
+    from postfx.sound import audio_streams
     gifs = _outputs("*.gif")
     assert len(gifs) == 1 and read_video(gifs[0]).frames.shape[:3] == (8, 64, 64)
-    assert json.loads(Path(str(gifs[0]) + ".json").read_text())["request"]["audio"] is None
+    m = json.loads(Path(str(gifs[0]) + ".json").read_text())
+    assert (m["request"]["audio_mode"], m["request"]["audio_gain"]) == ("mix", -6.0)
+    wav = gifs[0].with_name(gifs[0].name + ".wav")
+    assert m["audio"]["output"]["file"] == wav.name and audio_streams(wav)["samples"] == 48_000   # 1 s

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ..audio import SoundSpec
 from ..clip import Clip, ClipSpec
 from ..context import RunContext
 from ..params import Param, merged_spec
@@ -51,6 +52,14 @@ class Engine(ABC):
     def plan(self, req: GenerationRequest) -> ClipSpec:
         """The base clip's shape for this request (exact)."""
         return ClipSpec(frames=req.frames, fps=float(req.fps), width=req.width, height=req.height)
+
+    def plan_audio(self, req: GenerationRequest) -> SoundSpec | None:
+        """The sound this engine makes with the clip (rate, channels, seconds); None: it makes none.
+
+        An engine that returns a `SoundSpec` here puts that sound in `Clip.audio`, as long as the
+        frames to the sample; the ledger's audio row is made from it before the run.
+        """
+        return None
 
     def estimate(self, req: GenerationRequest, device: str) -> dict[str, float]:
         """A rough cost: {'seconds': s, 'memory_mb': mb}."""

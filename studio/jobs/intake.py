@@ -303,7 +303,7 @@ class Planner:
         run_spec = {**spec, "clips": run_clips}
         if spec.get("audio") is not None:
             a = _obj(spec["audio"], "payload.spec.audio", ("path", "offset", "volume", "fade_in", "fade_out",
-                                                           "loop"))
+                                                           "loop", "duck_db", "duck_attack", "duck_release"))
             rec = self.r.upload("payload.spec.audio.path", a.get("path"), ("audio",))
             run_spec["audio"] = {**a, "path": rec.path}
             known[rec.path] = float(rec.info["duration"])

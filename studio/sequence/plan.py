@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..audio import SoundSpec
 from ..clip import ClipSpec
 from .conform import frame_count
 from .spec import SequenceSpec
@@ -37,6 +38,26 @@ def probe_source(path: Path, where: str) -> SourceInfo:
             _PROBES[key] = _probe(path, where)
         return _PROBES[key]
     return _probe(path, where)
+
+
+_SOUNDS: dict[tuple[str, int, int], SoundSpec | None] = {}
+
+
+def probe_sound_of(path: Path) -> SoundSpec | None:
+    """A source's own sound (a PNG folder's `audio.wav`), remembered by (path, size, mtime)."""
+    from postfx.sound import probe_sound
+
+    if path.is_dir():
+        path = path / "audio.wav"
+    if not path.is_file():
+        return None
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SOUNDS:
+        if len(_SOUNDS) > 256:
+            _SOUNDS.clear()
+        _SOUNDS[key] = probe_sound(path)
+    return _SOUNDS[key]
 
 
 def _probe(path: Path, where: str) -> SourceInfo:
@@ -78,6 +99,7 @@ class EntryPlan:
     transition_in: str           # type of that transition ("cut" for the first entry)
     path: Path | None = None
     source: SourceInfo | None = None
+    sound: SoundSpec | None = None   # the clip's own sound (None: silent, or a title card)
 
     @property
     def end(self) -> int:
@@ -108,9 +130,25 @@ class SequencePlan:
         """A JSON-ready summary (for manifests and the page)."""
         return {"width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames,
                 "duration": round(self.duration, 4), "codec": self.codec, "warnings": list(self.warnings),
+                "audio": self.audio_summary(),
                 "entries": [{"index": e.index, "kind": e.kind, "label": e.label, "frames": e.frames,
                              "start": e.start, "overlap_in": e.overlap_in,
-                             "transition_in": e.transition_in} for e in self.entries]}
+                             "transition_in": e.transition_in,
+                             "sound": None if e.sound is None else {"rate": e.sound.rate,
+                                                                     "channels": e.sound.channels}}
+                            for e in self.entries]}
+
+    def audio_summary(self) -> dict[str, Any] | None:
+        """What the export's sound is made of (None: it has none)."""
+        clips = [e.index for e in self.entries if e.sound is not None and self.spec.clips[e.index].volume > 0]
+        bed = self.spec.audio
+        if not clips and bed is None:
+            return None
+        o = self.spec.output
+        return {"clip_sounds": clips, "bed": bed is not None,
+                "ducking_db": bed.duck_db if bed is not None and clips else 0.0,
+                "loudness_lufs": o.loudness, "true_peak_dbtp": o.true_peak, "rate": 48_000,
+                "beside": self.codec in ("gif", "png")}
 
     def to_text(self) -> str:
         """A readable table of the timeline."""
@@ -120,6 +158,13 @@ class SequencePlan:
                         f"{e.transition_in}{f' {e.overlap_in}f' if e.overlap_in else ''}")
         rows.append(f"total {self.frames} frames, {self.duration:.2f} s at {self.fps:g} fps, "
                     f"{self.width}×{self.height}, {self.codec}")
+        a = self.audio_summary()
+        if a:
+            loud = "as mixed" if a["loudness_lufs"] is None else \
+                f"normalised to {a['loudness_lufs']:g} LUFS, true peak ≤ {a['true_peak_dbtp']:g} dBTP"
+            bed = f", bed ducked {a['ducking_db']:g} dB under them" if a["bed"] else ""
+            rows.append(f"sound: clips {a['clip_sounds'] or 'none'} with their own sound{bed}"
+                        f"; {loud}{'; saved beside as WAV' if a['beside'] else ''}")
         return "\n".join(rows + [f"warning: {w}" for w in self.warnings])
 
 
@@ -169,7 +214,7 @@ def plan_sequence(spec: SequenceSpec, out: str | Path | None = None, *,
         src = known.get(str(path)) or probe_source(path, f"{where}.path")
         sources[i] = src
         n = _clip_frames(spec, i, src, where)
-        entries.append(EntryPlan(i, "clip", path.name, n, 0, 0, "cut", path, src))
+        entries.append(EntryPlan(i, "clip", path.name, n, 0, 0, "cut", path, src, probe_sound_of(path)))
     for i, c in enumerate(spec.clips):
         if c.over is not None:
             src = sources[c.over.clip]
@@ -203,8 +248,6 @@ def plan_sequence(spec: SequenceSpec, out: str | Path | None = None, *,
     if spec.audio is not None:
         from .audio import audio_duration
 
-        if codec == "gif":
-            raise ValueError("audio: a GIF cannot carry audio (choose .mp4/.webm/.mov or drop the audio)")
         audio_path = spec.resolve(spec.audio.path)
         secs = audio_duration(audio_path, "audio.path", known=known.get(str(audio_path)))
         if spec.audio.offset >= secs:

@@ -130,7 +130,7 @@ def render_sequence(spec: SequenceSpec | dict[str, Any] | str | Path, out: str |
     from postfx.assemble import write_video
 
     from ..outputs import check_replaceable, delete_output, write_manifest
-    from .audio import bed_audio_spec
+    from .mix import mix_sequence
 
     ctx = ctx or RunContext()
     spec = load_spec(spec)
@@ -140,19 +140,18 @@ def render_sequence(spec: SequenceSpec | dict[str, Any] | str | Path, out: str |
     log.info("sequence plan:\n%s", plan.to_text())
     o = spec.output
     with tempfile.TemporaryDirectory(prefix=f"studio-seq-{os.getpid()}-") as td:
-        audio = None
-        if spec.audio is not None:
-            audio = bed_audio_spec(spec.audio, plan.audio_path, plan.duration, Path(td))
+        sound, mix_report = mix_sequence(plan, Path(td), ctx)
         buf = _buffer(plan.frames, plan.height, plan.width, Path(td))
         plan.warnings.extend(compose(plan, ctx, buf))
-        written = write_video(Clip(buf, plan.fps, {"sequence": True}), out, codec=plan.codec, crf=o.crf,
-                              preset=o.encoder_preset, audio=audio, ctx=ctx)
+        written = write_video(Clip(buf, plan.fps, {"sequence": True}, sound), out, codec=plan.codec,
+                              crf=o.crf, preset=o.encoder_preset, ctx=ctx)
         del buf
     try:
         manifest = {"kind": "studio-sequence", "version": 1,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "spec": spec.to_dict(), "base_dir": str(spec.base_dir), "plan": plan.to_dict(),
                     "output": {"path": str(written), "codec": plan.codec},
+                    "audio": mix_report,
                     "timings": {"total": round(time.perf_counter() - t0, 3)}}
         write_manifest(written, manifest)
     except BaseException:
@@ -169,13 +168,13 @@ def render_file(spec_path: str | Path, out: str | Path, ctx: RunContext | None =
 
 
 def preview_spec(spec: SequenceSpec, max_side: int = 320, fps: float | None = 12.0) -> SequenceSpec:
-    """A copy of `spec` for a quick low-resolution preview (no audio, smaller size and fps)."""
+    """A copy of `spec` for a quick low-resolution preview: smaller size and fps, the whole mix."""
     w, h = spec.output.width, spec.output.height
     s = min(1.0, max_side / max(w, h))
     size = (max(16, int(w * s) // 2 * 2), max(16, int(h * s) // 2 * 2))
     out = replace(spec.output, size=size, fps=min(spec.output.fps, fps or spec.output.fps), codec=None,
                   crf=28, encoder_preset="veryfast", resample="nearest")
-    return replace(spec, output=out, audio=None)
+    return replace(spec, output=out)
 
 
 def storyboard(spec: SequenceSpec, height: int = 90) -> np.ndarray:

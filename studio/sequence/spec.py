@@ -60,6 +60,8 @@ class ClipItem:
     speed: float = 1.0
     fit: str | None = None          # None = the output's fit
     color_match: bool = False       # match colours to the previous video clip's last frame
+    volume: float = 1.0             # the clip's own sound (0 mutes it)
+    keep_pitch: bool = True         # a speed change keeps the pitch (atempo) or moves it (resampling)
     title: str | None = None
     duration: float = 2.0           # title cards only
     font_size: int | None = None    # None = height / 12
@@ -84,6 +86,9 @@ class AudioBed:
     fade_in: float = 0.5
     fade_out: float = 0.5
     loop: bool = True       # shorter audio loops (True) or stops, followed by silence (False)
+    duck_db: float = 12.0   # how far the bed dips while a clip's own sound plays (0 = no ducking)
+    duck_attack: float = 0.25   # seconds the dip takes, ending where the clip's sound starts
+    duck_release: float = 0.5   # seconds the bed takes to come back after it ends
 
 
 @dataclass
@@ -99,6 +104,8 @@ class OutputSpec:
     fit: str = "letterbox"
     pad_color: str = "#000000"
     resample: str = "nearest"              # fps change: "nearest" (duplicate/drop) or "rife"
+    loudness: float | None = -14.0         # the export's integrated loudness, LUFS (None = as mixed)
+    true_peak: float = -1.0                # its true-peak ceiling, dBTP
 
     @property
     def width(self) -> int:
@@ -138,7 +145,8 @@ class SequenceSpec:
                 for k in ("title", "duration", "font_size", "color", "background", "over"):
                     c.pop(k)
             else:
-                for k in ("path", "trim_in", "trim_out", "speed", "fit", "color_match"):
+                for k in ("path", "trim_in", "trim_out", "speed", "fit", "color_match", "volume",
+                          "keep_pitch"):
                     c.pop(k)
         return d
 
@@ -247,13 +255,15 @@ def _clip(d: Any, where: str) -> ClipItem:
                         font_size=r.int_("font_size", None, 4, 1000, optional=True),
                         color=r.color("color", "#ffffff"), background=r.color("background", "#000000"),
                         over=over, transition=_transition(d.get("transition", {}), f"{where}.transition"))
-    r = _Reader(d, where, ("path", "trim_in", "trim_out", "speed", "fit", "color_match", "transition"))
+    r = _Reader(d, where, ("path", "trim_in", "trim_out", "speed", "fit", "color_match", "volume",
+                           "keep_pitch", "transition"))
     if "path" not in d:
         raise ValueError(f"{where} needs a 'path' (a video clip) or a 'title' (a title card)")
     item = ClipItem(path=r.path_("path"), trim_in=r.num("trim_in", 0.0, lo=0.0),
                     trim_out=r.num("trim_out", None, lo=0.0, lo_open=True, optional=True),
                     speed=r.num("speed", 1.0, lo=0.05, hi=20.0), fit=r.str_("fit", None, FITS, optional=True),
-                    color_match=r.bool_("color_match", False),
+                    color_match=r.bool_("color_match", False), volume=r.num("volume", 1.0, lo=0.0, hi=4.0),
+                    keep_pitch=r.bool_("keep_pitch", True),
                     transition=_transition(d.get("transition", {}), f"{where}.transition"))
     if item.trim_out is not None and item.trim_out <= item.trim_in:
         raise ValueError(f"{where}.trim_out={item.trim_out:g} must be > trim_in={item.trim_in:g}")
@@ -262,7 +272,7 @@ def _clip(d: Any, where: str) -> ClipItem:
 
 def _output(d: Any) -> OutputSpec:
     r = _Reader(d, "output", ("preset", "size", "fps", "codec", "crf", "encoder_preset", "fit",
-                              "pad_color", "resample"))
+                              "pad_color", "resample", "loudness", "true_peak"))
     size = d.get("size")
     if size is not None:
         if not (isinstance(size, list | tuple) and len(size) == 2 and
@@ -277,14 +287,20 @@ def _output(d: Any) -> OutputSpec:
                       crf=r.int_("crf", 18, 0, 51), encoder_preset=r.str_("encoder_preset", "medium",
                                                                           ENCODER_PRESETS),
                       fit=r.str_("fit", "letterbox", FITS), pad_color=r.color("pad_color", "#000000"),
-                      resample=r.str_("resample", "nearest", RESAMPLES))
+                      resample=r.str_("resample", "nearest", RESAMPLES),
+                      loudness=r.num("loudness", -14.0, lo=-40.0, hi=-5.0, optional=True),
+                      true_peak=r.num("true_peak", -1.0, lo=-9.0, hi=0.0))
 
 
 def _audio(d: Any) -> AudioBed:
-    r = _Reader(d, "audio", ("path", "offset", "volume", "fade_in", "fade_out", "loop"))
+    r = _Reader(d, "audio", ("path", "offset", "volume", "fade_in", "fade_out", "loop", "duck_db",
+                             "duck_attack", "duck_release"))
     return AudioBed(path=r.path_("path"), offset=r.num("offset", 0.0, lo=0.0),
                     volume=r.num("volume", 1.0, lo=0.0, hi=4.0), fade_in=r.num("fade_in", 0.5, lo=0.0, hi=60),
-                    fade_out=r.num("fade_out", 0.5, lo=0.0, hi=60), loop=r.bool_("loop", True))
+                    fade_out=r.num("fade_out", 0.5, lo=0.0, hi=60), loop=r.bool_("loop", True),
+                    duck_db=r.num("duck_db", 12.0, lo=0.0, hi=60.0),
+                    duck_attack=r.num("duck_attack", 0.25, lo=0.0, hi=10.0),
+                    duck_release=r.num("duck_release", 0.5, lo=0.0, hi=10.0))
 
 
 def load_spec(src: str | Path | dict[str, Any], base_dir: str | Path | None = None) -> SequenceSpec:

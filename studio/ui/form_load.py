@@ -20,7 +20,7 @@ from .widgets import load_values
 
 POST_NAMES = ("interpolate", "target_fps", "upscale", "upscaler", "color_match", "order", "scene_threshold")
 OUTPUT_NAMES = ("codec", "crf", "preset")
-AUDIO_NAMES = ("audio", "audio_fade")
+AUDIO_NAMES = ("audio", "audio_mode", "audio_gain", "audio_fade")
 # what a continuation takes from its source clip: its base shape and everything after the engine
 CONTINUE_NAMES = ("width", "height", "fps", *POST_NAMES, *OUTPUT_NAMES)
 

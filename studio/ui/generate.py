@@ -30,7 +30,7 @@ from .widgets import widget, widgets
 EXAMPLES = ("camera slowly zooming in", "pan right, clouds drifting", "slow orbit left around the subject",
             "dolly out, gentle handheld sway")
 SOURCES = ("Upload", "From the gallery", "Last frame of a clip")
-AUDIO_CODECS = (None, "h264", "h265", "vp9", "prores")   # None = the default (.mp4, H.264)
+AUDIO_CODECS = (None, "h264", "h265", "vp9", "prores")   # None = the default (.mp4, H.264): these mux sound
 LORA_STRENGTH_RANGE = (-4.0, 4.0)  # GenerationRequest.check's bounds for a LoRA strength
 POLL_S = 1.0
 
@@ -317,19 +317,17 @@ def keep_upload(up: Any, path_key: str, id_key: str, accept: Any, what: str) -> 
 
 
 def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dict[str, Any]:
-    """An optional audio track (upload) and its fade, for codecs that can carry audio.
+    """An optional audio track (upload): whether it replaces the clip's own sound or goes under it,
+    its gain and its fades.  A GIF or PNG folder gets the sound beside it as a WAV (said here).
 
     The accepted file's path is kept in `st.session_state["gen_audio"]` (also set by "reuse
-    settings"); removing the upload drops it.  Returns the request's `audio` and `audio_fade`.
+    settings"); removing the upload drops it.  Returns the request's audio settings.
     """
-    can = codec in AUDIO_CODECS
     up = st.file_uploader("Audio track (optional)", type=list(AUDIO_TYPES), key="gen_audio_upload",
-                          disabled=not can, help=spec["audio"].help)
-    if not can:
+                          help=spec["audio"].help)
+    if codec not in AUDIO_CODECS:
         what = "A GIF" if codec == "gif" else "A PNG frame folder"
-        st.caption(f"{what} cannot carry audio: choose an H.264, H.265, VP9 or ProRes video to add a track.")
-        widget(spec["audio_fade"], prefix + "audio_fade", label="Audio fade (s)", disabled=True)
-        return {"audio": None}
+        st.caption(f"{what} cannot carry sound: the clip's sound is saved beside it as a WAV file.")
     if up is not None:
         keep_upload(up, "gen_audio", "gen_audio_id", accept_audio, "audio")
     elif up is None and st.session_state.pop("gen_audio_id", None):
@@ -340,5 +338,10 @@ def audio_section(spec: dict[str, Param], prefix: str, codec: str | None) -> dic
         path = None
     if path:
         st.caption(f"🎵 {Path(path).name} — looped or trimmed to the video's length, faded in and out.")
+    c = st.columns(2)
+    with c[0]:
+        mode = widget(spec["audio_mode"], prefix + "audio_mode", label="Your track", disabled=not path)
+    with c[1]:
+        gain = widget(spec["audio_gain"], prefix + "audio_gain", label="Track gain (dB)", disabled=not path)
     fade = widget(spec["audio_fade"], prefix + "audio_fade", label="Audio fade (s)", disabled=not path)
-    return {"audio": path or None, "audio_fade": fade}
+    return {"audio": path or None, "audio_mode": mode, "audio_gain": gain, "audio_fade": fade}

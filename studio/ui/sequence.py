@@ -19,6 +19,7 @@ from . import service
 from .common import studio_queue
 from .names import display_name
 from .results import downloads
+from .timeline_sound import duck_controls, load_sound_state, loudness_controls, mix_section, sound_row
 from .views import job_card
 
 _OPTS = service.sequence_options()
@@ -122,6 +123,7 @@ def _entry_controls(i: int, item: dict[str, Any], last: bool) -> None:
         with c[3]:
             item["color_match"] = _w(st.checkbox, "Match colours", iid, "cm", bool(item.get("color_match")),
                                      help="Match this clip's colours to the previous clip's last frame.")
+        sound_row(item)
     if last:
         item["transition"] = {"type": "cut", "duration": 0.0}
         return
@@ -196,6 +198,7 @@ def output_section() -> dict[str, Any]:
     out["crf"] = int(c[2].number_input("CRF", 0, 51, key="seq_crf"))
     if st.session_state.get("seq_encoder_preset"):   # from an opened export; the page has no widget for it
         out["encoder_preset"] = st.session_state["seq_encoder_preset"]
+    out.update(loudness_controls())
     return out
 
 
@@ -220,7 +223,7 @@ def audio_section() -> dict[str, Any] | None:
             "volume": float(c[1].number_input("Volume", 0.0, 4.0, step=0.1, key="seq_a_vol")),
             "fade_in": float(c[2].number_input("Fade in", 0.0, 60.0, key="seq_a_fin")),
             "fade_out": float(c[3].number_input("Fade out", 0.0, 60.0, key="seq_a_fout")),
-            "loop": bool(c[4].checkbox("Loop", key="seq_a_loop"))}
+            "loop": bool(c[4].checkbox("Loop", key="seq_a_loop")), **duck_controls()}
 
 
 def load_pending() -> None:
@@ -262,7 +265,8 @@ def load_pending() -> None:
         ss["seq_a_off"], ss["seq_a_vol"] = float(a["offset"]), float(a["volume"])
         ss["seq_a_fin"], ss["seq_a_fout"] = float(a["fade_in"]), float(a["fade_out"])
         ss["seq_a_loop"] = bool(a["loop"])
-    for k in ("seq_job", "seq_board", "seq_preview_path"):
+    load_sound_state(d, items)
+    for k in ("seq_job", "seq_board", "seq_preview_path", "seq_mix_wav"):
         ss.pop(k, None)
     st.toast(f"Opened a sequence of {len(items)} entries")
 
@@ -389,5 +393,6 @@ def render() -> None:
             st.download_button("Download spec", json.dumps(d, indent=2), "sequence.json", key="seq_dl")
         if ok:
             preview_section(d)
+            mix_section(d)
             export_section(d)
     board_section()

@@ -28,7 +28,8 @@ __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRo
            "engine", "engine_ids", "engine_inventory", "engines_info", "extension_for", "extra_paths",
            "human_bytes", "ledger_for",
            "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
-           "plain_error", "plan_sequence", "quick_preview", "repo_file", "repo_path", "rerun_ledger",
+           "plain_error", "plan_sequence", "quick_preview", "clip_sound_strip", "sequence_mix_wav",
+           "repo_file", "repo_path", "rerun_ledger",
            "save_last_frame", "sequence_estimate", "sequence_options", "storyboard", "submit_sequence",
            "thumbnail", "upscaler_notes", "uploads_dir",
            "weight_rows"]
@@ -368,6 +369,43 @@ def sequence_estimate(plan: Any) -> tuple[float, int]:
     """(seconds, exports it learned from) for rendering `plan` here."""
     from ..estimates import sequence_estimate as est
     return est(plan.frames, plan.width, plan.height, plan.codec)
+
+
+def clip_sound_strip(entry: dict[str, Any], points: int = 160) -> dict[str, Any] | None:
+    """A timeline clip's own sound after its trim, speed and volume: a peak strip of `points` values
+    (0..1), its RMS level in dBFS, rate and channels; None when the clip has no sound."""
+    from ..audio import envelope, level_dbfs
+    from ..sequence.mix import RATE, clip_sound
+    keys = ("path", "trim_in", "trim_out", "speed", "volume", "keep_pitch")
+    one = {"version": 1, "output": {"size": [64, 64], "fps": 24, "loudness": None},
+           "clips": [{k: entry[k] for k in keys if entry.get(k) is not None}]}
+    plan = plan_sequence(one)
+    e = plan.entries[0]
+    seg = clip_sound(plan, e) if e.sound is not None else None
+    if seg is None:
+        return None if e.sound is None else {"strip": [0.0] * points, "dbfs": float("-inf"),
+                                             "rate": e.sound.rate, "channels": e.sound.channels}
+    return {"strip": [float(v) for v in envelope(seg, RATE, points)], "dbfs": round(level_dbfs(seg), 1),
+            "rate": e.sound.rate, "channels": e.sound.channels}
+
+
+def sequence_mix_wav(d: dict[str, Any]) -> tuple[bytes, dict[str, Any] | None]:
+    """The sequence's whole mix (clip sounds, ducked bed, loudness-normalised) as WAV bytes, and
+    the mix's report (levels, loudness); the same mix the export muxes."""
+    import tempfile
+
+    from postfx.sound import write_wav
+
+    from ..audio import Audio
+    from ..sequence.mix import RATE, mix_sequence
+    plan = plan_sequence(d)
+    with tempfile.TemporaryDirectory(prefix="studio-mix-") as td:
+        audio, report = mix_sequence(plan, Path(td))
+        if audio is None:
+            import numpy as np
+            audio = Audio(np.zeros((max(1, round(plan.duration * RATE)), 2), np.float32), RATE)
+        wav = write_wav(Path(td) / "mix.wav", audio)
+        return wav.read_bytes(), report
 
 
 def submit_sequence(queue: Any, d: dict[str, Any], base_dir: str | Path) -> Any:

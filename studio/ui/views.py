@@ -25,6 +25,11 @@ def ledger_rows(ledger: Any) -> list[dict[str, Any]]:
                      "secs": f"{r['duration']:.2f}", "size": f"{r['width']}×{r['height']}",
                      "estimate": ("" if est is None else f"{est:.1f} s")
                      + (f" · {mem:.0f} MB" if mem else "")})
+    a = getattr(ledger, "audio", None)
+    if a:   # the sound: its rate and channels in the fps and size columns, what happens in the step
+        ch = {1: "mono", 2: "stereo"}.get(a["channels"], f"{a['channels']} ch")
+        rows.append({"step": "🔊 " + a["label"], "frames": None, "fps": f"{a['rate'] / 1000:g} kHz",
+                     "secs": f"{a['duration']:.2f}", "size": ch, "estimate": ""})
     return rows
 
 
