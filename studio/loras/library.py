@@ -7,7 +7,7 @@ Metadata JSON: {"family": "wan2.1-i2v-14b", "trigger_words": ["..."], "default_s
 only (never unpickled).
 
 Wan 2.2 A14B LoRAs come as high-noise/low-noise pairs: which half a file is comes from `"expert"`
-in its sidecar, else from its name (`expert_from_name`); `studio.loras` puts it into that expert.
+in its sidecar, else from its name (`expert_from_name`); `studio.loras.engine` puts it into that expert.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -146,7 +146,7 @@ def find_lora(name: str) -> LoraInfo:
 
 def lora_hash(name: str) -> str | None:
     """sha256 of a library LoRA's file (None when absent)."""
-    from .weights import sha256_file
+    from ..weights import sha256_file
     p = lora_path(name)
     return sha256_file(p) if p.is_file() else None
 
