@@ -26,6 +26,7 @@ from .library import (
     LoraInfo,
     add_lora,
     check_name,
+    check_safetensors,
     expert_from_name,
     find_lora,
     list_loras,
@@ -39,7 +40,8 @@ from .library import (
 
 __all__ = [
     "EXPERTS", "NAME_RE", "LoraError", "LoraInfo", "LoraLayer", "LoraReport", "activate", "add_lora",
-    "apply_loras", "check_name", "check_refs", "expert_from_name", "expert_slots", "find_lora",
+    "apply_loras", "check_name", "check_refs", "check_safetensors", "expert_from_name", "expert_slots",
+    "find_lora",
     "guess_family", "inject", "list_loras", "load_state", "lora_hash", "lora_path", "loras_dir",
     "module_shapes", "parse_keys", "read_info", "read_shapes", "save_meta", "shapes_fit",
     "shapes_from_config", "target_modules", "validate_lora",

@@ -72,8 +72,10 @@ def validate_lora(path: Path | str, engine: Any, model: Any | None = None) -> Lo
         return refuse(f"LoRA {info.name!r} cannot be used: {why}")
     try:
         shapes = lf.read_shapes(path)
-    except Exception as e:  # noqa: BLE001 - corrupt file
-        return refuse(f"{path.name}: unreadable: {e}")
+    except LoraError as e:  # junk, renamed or cut short: plain words
+        return refuse(str(e))
+    except OSError as e:
+        return refuse(f"cannot read {path.name}: {e.strerror or e}")
     if info.family and not lf.family_fits(info.family, fam):
         return refuse(f"LoRA {info.name!r} is for family {info.family!r}, engine {engine.id!r} needs {fam!r}",
                       len(shapes))
