@@ -102,7 +102,13 @@ def test_models_page_shows_components_and_hf_commands(tmp_path, monkeypatch):
     assert not any(OLD_CLI in t for t in texts)
     dest = (tmp_path / "m").resolve()
     assert f"{HF} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir {dest}/wan-i2v" in codes
-    assert any(c.startswith(f"{HF} download Comfy-Org/Wan_2.1_ComfyUI_repackaged") for c in codes)
+    # the ComfyUI layout, once chosen: its single files, then the tokenizer from the diffusers repo
+    at.radio(key="fetch_layout_wan-i2v").set_value("ComfyUI single files (fp8)").run()
+    codes = [c.value for c in at.code]
+    assert any(c.startswith(f"{HF} download Comfy-Org/Wan_2.1_ComfyUI_repackaged") and
+               c.endswith(f"--local-dir {dest}/wan-i2v") for c in codes)
+    assert f"{HF} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --include 'tokenizer/*' --local-dir " \
+           f"{dest}/wan-i2v" in codes
     frames = [df.value for df in at.dataframe]
     comps = {r for f in frames if "component" in f.columns for r in f["component"]}
     assert {"transformer", "text_encoder", "image_encoder", "vae", "tokenizer"} <= comps
