@@ -44,7 +44,8 @@ def engines_block() -> None:
             if inv is not None:
                 parts_block(inv)
             else:
-                st.caption(f"{e.detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
+                detail = e.detail.split("; get them with:")[0]   # the command is in the block below
+                st.caption(f"{detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
             eng = engine(e.id)
             if not e.ready and getattr(eng, "repo", None):
                 partial = inv is not None and not inv.present and len(inv.missing) < _needed(inv)
