@@ -34,6 +34,10 @@ def show_ledger(ledger: Any) -> None:
     The totals are metrics two to a row, so a value like '4096×4096' is never cut.
     """
     st.table(ledger_rows(ledger), hide_index=True)
+    details = [r for r in ledger.rows if r.get("detail") and r["detail"] != r["label"]]
+    if details:
+        with st.expander("Details of each step"):
+            st.markdown("\n".join(f"- **{r['label']}**: {r['detail']}" for r in details))
     f = ledger.final
     c = st.columns(2)
     c[0].metric("Size", f"{f.width}×{f.height}")
