@@ -19,6 +19,7 @@ from . import service
 from .common import studio_queue
 from .names import display_name
 from .results import downloads
+from .thumbs import clip_thumb
 from .views import job_card
 
 _OPTS = service.sequence_options()
@@ -29,6 +30,15 @@ PAGE_CODECS = [x for x in _OPTS["codecs"] if x != "png"]   # the page exports fi
 
 def _items() -> list[dict[str, Any]]:
     return st.session_state.setdefault("seq_items", [])
+
+
+def _manifest_of(path: str | Path) -> dict[str, Any] | None:
+    """The manifest beside a clip (None for an upload without one, or an unreadable one)."""
+    mp = Path(str(path).rstrip("/") + ".json")
+    try:
+        return json.loads(mp.read_text()) if mp.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _add(entry: dict[str, Any]) -> None:
@@ -45,8 +55,13 @@ def add_section() -> None:
         recs = [r for r in service.list_outputs() if r.path.is_file() or r.path.is_dir()]
         if recs:
             names = {str(r.path): display_name(r.path) for r in recs}
-            pick = st.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
-            if st.button("Add clip", key="seq_add_gallery"):
+            left, right = st.columns([3, 1])
+            pick = left.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
+            with right:                      # the picked clip's thumbnail and facts
+                rec = next((r for r in recs if str(r.path) == pick), None)
+                if rec is not None:
+                    clip_thumb(rec.path, rec.manifest)
+            if left.button("Add clip", key="seq_add_gallery"):
                 _add({"path": pick})
         else:
             st.caption("No generated clips yet.")
@@ -143,10 +158,14 @@ def timeline_section() -> None:
         st.caption("Add clips or title cards above.")
     for i, item in enumerate(list(items)):
         with st.container(border=True):
-            head = st.columns([6, 1, 1, 1])
+            head = st.columns([1, 5, 1, 1, 1])
             label = (f"📝 {(item['title'].splitlines() or [''])[0][:40]}" if "title" in item
                      else f"🎞️ {display_name(item['path'])}")
-            head[0].markdown(f"**{i + 1}.** {label}")
+            if "title" not in item:
+                with head[0]:
+                    clip_thumb(Path(item["path"]), _manifest_of(item["path"]))
+            head[1].markdown(f"**{i + 1}.** {label}")
+            head = [head[0], *head[2:]]
             if head[1].button("↑", key=f"seq_up_{item['_id']}", disabled=i == 0):
                 items[i - 1], items[i] = items[i], items[i - 1]
                 st.rerun()

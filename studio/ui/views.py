@@ -92,7 +92,7 @@ def queue_table(jobs: list[Job]) -> None:
     """A compact table of jobs: id, kind, status, stage and step, age."""
     now = time.time()
     rows: list[dict[str, Any]] = [{
-        "id": j.id, "kind": j.kind, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}",
+        "id": j.id, "kind": j.kind, "owner": j.owner, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}",
         "stage": j.stage, "step": f"{j.i}/{j.n}" if j.n else "", "age (s)": int(now - j.created),
         "message": j.error or j.message} for j in jobs]
     if rows:
