@@ -14,17 +14,14 @@ from studio.request import GenerationRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = str(ROOT / "app_pages" / "1_Generate.py")
-MAIN_MODELS = Path("/work/main/models")
 
 
 @pytest.fixture
-def weights(monkeypatch):
+def weights():
+    """RIFE and Real-ESRGAN in the models folder (STUDIO_MODELS_DIR), as `make test` fetches them."""
     from studio.weights import find
-    if not MAIN_MODELS.is_dir():
-        pytest.skip("no RIFE/Real-ESRGAN weights here")
-    monkeypatch.setenv("STUDIO_MODELS_DIR", str(MAIN_MODELS))
-    if find("rife-4.25") is None:
-        pytest.skip("no RIFE weights")
+    if find("rife-4.25") is None or find("animevideov3-x4") is None:
+        pytest.skip("no RIFE/Real-ESRGAN weights in the models folder")
 
 
 def test_the_carried_upscale_row_is_a_few_words_and_its_detail_keeps_everything(weights):
