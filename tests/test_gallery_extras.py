@@ -163,3 +163,18 @@ def test_the_sequence_clip_picker_shows_thumbnails_and_facts(pair):
     assert caps.count("0.50 s · 64×64 · 8 fps") >= 1
     assert any(c.startswith("0.44 s · 128×128 · 16 fps") for c in caps)
     assert len(at.get("image")) >= 3                               # the picker's and one per timeline clip
+
+
+def test_a_sequence_export_is_renamed_with_its_manifest(tmp_path):
+    from studio.naming import rename_output
+    from studio.outputs import outputs_dir
+    from studio.sequence import render_sequence
+    spec = {"version": 1, "output": {"size": [64, 48], "fps": 8.0, "encoder_preset": "ultrafast"},
+            "clips": [{"title": "Launch day\nCape Canaveral", "duration": 0.5}]}
+    out = render_sequence(spec, outputs_dir() / "seq-a.mp4")
+    new = rename_output(out, "launch reel")
+    assert new.name == "launch reel.mp4" and new.is_file() and not out.exists()
+    m = json.loads(Path(str(new) + ".json").read_text())
+    assert m["kind"] == "studio-sequence" and m["output"]["path"] == str(new)
+    recs = {r.path.name: r for r in list_outputs(kinds=("studio-sequence",))}
+    assert set(recs) == {"launch reel.mp4"}

@@ -19,7 +19,7 @@ from . import service
 from .common import studio_queue
 from .names import display_name
 from .results import downloads
-from .thumbs import clip_thumb
+from .thumbs import clip_facts, clip_thumb, manifest_of
 from .views import job_card
 
 _OPTS = service.sequence_options()
@@ -30,15 +30,6 @@ PAGE_CODECS = [x for x in _OPTS["codecs"] if x != "png"]   # the page exports fi
 
 def _items() -> list[dict[str, Any]]:
     return st.session_state.setdefault("seq_items", [])
-
-
-def _manifest_of(path: str | Path) -> dict[str, Any] | None:
-    """The manifest beside a clip (None for an upload without one, or an unreadable one)."""
-    mp = Path(str(path).rstrip("/") + ".json")
-    try:
-        return json.loads(mp.read_text()) if mp.is_file() else None
-    except (OSError, ValueError):
-        return None
 
 
 def _add(entry: dict[str, Any]) -> None:
@@ -161,10 +152,13 @@ def timeline_section() -> None:
             head = st.columns([1, 5, 1, 1, 1])
             label = (f"📝 {(item['title'].splitlines() or [''])[0][:40]}" if "title" in item
                      else f"🎞️ {display_name(item['path'])}")
-            if "title" not in item:
-                with head[0]:
-                    clip_thumb(Path(item["path"]), _manifest_of(item["path"]))
             head[1].markdown(f"**{i + 1}.** {label}")
+            if "title" not in item:               # the thumbnail left, its facts under the name
+                with head[0]:
+                    clip_thumb(Path(item["path"]), None)
+                facts = clip_facts(manifest_of(item["path"]))
+                if facts:
+                    head[1].caption(facts)
             head = [head[0], *head[2:]]
             if head[1].button("↑", key=f"seq_up_{item['_id']}", disabled=i == 0):
                 items[i - 1], items[i] = items[i], items[i - 1]

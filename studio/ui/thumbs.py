@@ -4,12 +4,22 @@ timeline)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from .service import thumbnail
+
+
+def manifest_of(path: str | Path) -> dict[str, Any] | None:
+    """The manifest beside a clip (None for an upload without one, or an unreadable one)."""
+    mp = Path(str(path).rstrip("/") + ".json")
+    try:
+        return json.loads(mp.read_text()) if mp.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def clip_facts(manifest: dict[str, Any] | None) -> str:
