@@ -1,6 +1,6 @@
 """Real browser (headless Chromium): the Models page downloads an engine's weights from a local
 server in the Hub's shape (never the real Hub): Check size, Download, the progress bar, Cancel,
-Resume, and the engine ready after.  Screenshots: models-download-running.png, models.png."""
+Resume, and the engine ready after.  Screenshots: models.png (running), models-download-done.png."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def studio(tmp_path_factory):
     if not (Path(CHROMIUM).is_file() and Path(DRIVER).is_file()):
         pytest.skip("Chromium/chromedriver are not installed")
     pytest.importorskip("selenium")
-    hub = HubServer({REPO: tiny_svd_repo(big=6 << 20)}, chunk=32 << 10, delay=0.15).start()
+    hub = HubServer({REPO: tiny_svd_repo(big=6 << 20)}, chunk=32 << 10, delay=0.3).start()
     out = tmp_path_factory.mktemp("browser-models")
     port = _free_port()
     env = dict(os.environ, STUDIO_OUTPUTS_DIR=str(out / "outputs"), STUDIO_JOBS_DB=str(out / "jobs.sqlite"),
@@ -109,7 +109,7 @@ def test_models_page_download_in_the_browser(studio, driver):
                   "the bar's text")
     _wait(lambda: _box_text(driver) != first and "Downloading" in _box_text(driver), 30, "the bar to move")
     assert bar
-    _shot(driver, "models-download-running")
+    _shot(driver, "models")                    # docs/screenshots/models.png: a download running
     _wait(lambda: _in_box(driver, "Cancel download"), 30, "Cancel").click()
     _wait(lambda: "Download cancelled;" in _box_text(driver), 60, "the cancelled note")
     part = out / "models" / "svd" / ".studio-partial" / f"{BIG}.part"
@@ -121,4 +121,4 @@ def test_models_page_download_in_the_browser(studio, driver):
     assert any(r[2] == f"bytes={kept}-" for r in hub.requests)
     assert (out / "models" / "svd" / BIG).read_bytes() == hub.repos[REPO][BIG]
     assert _in_box(driver, "Download") is None and _in_box(driver, "Resume") is None   # nothing left to fetch
-    _shot(driver, "models")
+    _shot(driver, "models-download-done")
