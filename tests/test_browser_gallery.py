@@ -38,6 +38,7 @@ def test_gallery_before_after_in_the_browser(server, driver):
     caps = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stCaptionContainer]")]
     assert any(c.startswith("0.94 s · 384×384 · 16 fps · ×2 interp, ×2 up · re-run of astronaut-zoom.mp4")
                for c in caps), caps
+    _shot(driver, "gallery-cards")
     # open the re-run (the newest card comes first) and turn the before/after view on
     _wait(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Open"], 30,
           "Open buttons")[0].click()
