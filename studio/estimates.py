@@ -58,7 +58,7 @@ def row_key(row: dict[str, Any], device: str) -> str:
     stage = str(row.get("stage"))
     label = str(row.get("label") or "")
     if stage == "engine":
-        stage += ":" + label.split(":")[0].split(" ")[0]
+        stage += ":" + str(row.get("detail") or label).split(":")[0].split(" ")[0]   # "camera: …"
         speed = row.get("speed")
         if isinstance(speed, dict) and speed.get("tier"):      # each speed tier learns on its own
             stage += "/" + str(speed["tier"])

@@ -33,8 +33,12 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
 def download_command(repo: str, engine_dir: str) -> str:
-    """The exact command that fetches an engine's weights into models/<engine_dir>."""
-    return f"hf download {repo} --local-dir models/{engine_dir}"
+    """The exact command that fetches an engine's weights into models/<engine_dir>: the `hf` beside
+    this Python and an absolute folder, so it works as shown from any directory."""
+    import shlex
+
+    from .hubfetch import hf_cli
+    return shlex.join([hf_cli(), "download", repo, "--local-dir", str((models_dir() / engine_dir).resolve())])
 
 
 def _hf_cache_snapshots(repo: str) -> list[Path]:

@@ -21,6 +21,7 @@ from .audio import Audio, SoundSpec, fit_to
 from .clip import Clip, ClipSpec
 from .context import RunContext
 from .estimates import ENCODE_SECONDS_PER_MPX, learned, record
+from .ledger_labels import detail_of, short_label
 from .outputs import (
     atomic_path,
     base_clip_path,
@@ -79,11 +80,6 @@ def build_stages(req: GenerationRequest, device: str | None = None) -> list[Stag
     return [s for s in order if s is not None] + start_on_for(req, up)
 
 
-def _describe(stage: Stage) -> str:
-    d = getattr(stage, "describe", None)
-    return d() if callable(d) else stage.name
-
-
 @dataclass
 class Ledger:
     """The pre-run ledger: one row per step, and the final clip's exact shape."""
@@ -118,12 +114,16 @@ class Ledger:
                          f"{str(a['channels']) + ' ch':>11}")
             lines.append(f"  {a['label']}")
         lines.append(f"{'total (estimate)':<44} {'':>6} {'':>7} {'':>6} {'':>11} {self.total_seconds:>7.2f}")
-        return "\n".join(lines)
+        details = [f"  {r['label']}: {r['detail']}" for r in self.rows
+                   if r.get("detail", r["label"]) != r["label"]]
+        return "\n".join(lines + (["details:", *details] if details else []))
 
 
-def _row(stage: str, label: str, spec: ClipSpec, est: dict[str, float] | None) -> dict[str, Any]:
+def _row(stage: str, label: str, spec: ClipSpec, est: dict[str, float] | None,
+         detail: str | None = None) -> dict[str, Any]:
     est = est or {}
-    return {"stage": stage, "label": label, "frames": spec.frames, "fps": round(spec.fps, 6),
+    return {"stage": stage, "label": label, "detail": detail or label, "frames": spec.frames,
+            "fps": round(spec.fps, 6),
             "duration": round(spec.duration, 4), "width": spec.width, "height": spec.height,
             "est_seconds": round(float(est.get("seconds", 0.0)), 3),
             "est_memory_mb": round(float(est.get("memory_mb", 0.0)), 1)}
@@ -139,12 +139,14 @@ def ledger_for(base: ClipSpec, base_row: dict[str, Any], stages: list[Stage], co
     rows = [base_row]
     spec = base
     for s, after in zip(stages, plan_chain(base, stages), strict=True):
-        rows.append(_row(s.name, _describe(s), after, s.estimate(spec, device)))
+        rows.append(_row(s.name, short_label(s), after, s.estimate(spec, device), detail_of(s)))
         spec = after
     final = plan_output(spec, codec)
     mpx = final.frames * final.width * final.height / 1e6
     rows.append(_row("encode", f"encode {codec}", final,
-                     {"seconds": mpx * ENCODE_SECONDS_PER_MPX.get(codec, 0.02)}))
+                     {"seconds": mpx * ENCODE_SECONDS_PER_MPX.get(codec, 0.02)},
+                     f"encode {codec}: {final.frames} frames at {final.fps:g} fps, "
+                     f"{final.width}×{final.height}, one pass (no re-encode between stages)"))
     return Ledger(learned(rows, device), final,    # the formulas, scaled by this machine's runs
                   plan_sound(sound, req, base, final, codec, source) if req else None)
 
@@ -164,7 +166,7 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     est = engine.estimate(req, device)
     tags = [t for t in (est.get("profile"), est.get("speed") and f"speed {est['speed']['tier']}") if t]
     prof = f" [{', '.join(tags)}]" if tags else ""  # the VRAM profile and speed tier (diffusion engines)
-    row = _row("engine", f"{engine.id}{prof}: {engine.label}", base, est)
+    row = _row("engine", f"{engine.label}", base, est, f"{engine.id}{prof}: {engine.label}")
     for key in ("memory", "speed"):
         if est.get(key):
             row[key] = est[key]

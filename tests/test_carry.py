@@ -119,7 +119,7 @@ def test_build_stages_auto_order(weights):
     led = make_ledger(req, "cpu")
     row = led.rows[1]
     assert row["stage"] == "interpolate-upscaled" and (row["frames"], row["width"]) == (7, 128)
-    assert "flow carried up ×2" in row["label"] and "source frames only" in row["label"]
-    assert "ncnn CPU" in row["label"]
+    assert "flow carried up ×2" in row["detail"] and "source frames only" in row["detail"]
+    assert "ncnn CPU" in row["detail"]
     req.upscaler = "lanczos"
     assert [type(s) for s in build_stages(req, "cpu")] == [Interpolate, Upscale]

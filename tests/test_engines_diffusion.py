@@ -168,7 +168,8 @@ def test_spec_rules_and_missing_weights(tmp_path, monkeypatch):
         ltx.spec()["width"].check(100)
     st = get_engine("i2vgen-xl").status()
     assert not st.present
-    assert "hf download ali-vilab/i2vgen-xl --local-dir models/i2vgen-xl" in st.detail
+    from studio.hubfetch import hf_cli
+    assert f"{hf_cli()} download ali-vilab/i2vgen-xl --local-dir {tmp_path.resolve()}/i2vgen-xl" in st.detail
     (tmp_path / "i2vgen-xl").mkdir()
     (tmp_path / "i2vgen-xl" / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "X"]}))
     from studio.weights import WeightsError

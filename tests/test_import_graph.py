@@ -251,3 +251,20 @@ def test_moviepy_is_neither_imported_nor_declared() -> None:
                 for line in (ROOT / name).read_text().splitlines() if line.strip() and line[0] not in "#-"}
     assert "imageio-ffmpeg" in declared
     assert "moviepy" not in imported and "moviepy" not in declared
+
+
+def test_loras_are_one_package_with_one_face() -> None:
+    # The LoRA code was four modules on three floors; now it is `studio.loras`, and nothing outside
+    # the package reaches past its __init__ into a submodule.
+    graph = import_graph()
+    subs = {"studio.loras.library", "studio.loras.formats", "studio.loras.layers", "studio.loras.engine"}
+    assert subs <= set(graph)
+    assert not {"studio.lora_library", "studio.lora_formats", "studio.lora_layers"} & set(graph)
+    inward = [(m, t, f"{f}:{n}") for m, es in graph.items() if not m.startswith("studio.loras")
+              for t, f, n in es if t in subs]
+    assert inward == []
+    face = {t for t, _, _ in graph["studio.loras"]}
+    assert subs <= face
+    # inside, the request's check never climbs back out to the face
+    assert all("studio.loras" not in {t for t, _, _ in graph[s]} for s in subs)
+    assert "studio.loras" in {t for t, _, _ in graph["studio.request"]}

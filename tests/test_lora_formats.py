@@ -204,7 +204,7 @@ def _tiny_config(eid: str, models_dir) -> None:
 
 @pytest.mark.parametrize("eid", ["wan-i2v", "wan2.2-ti2v", "ltx-video"])
 def test_unet_lora_is_refused_for_wan_and_ltx_with_the_key_count(eid, lora_dir):
-    from studio.lora_formats import read_shapes
+    from studio.loras import read_shapes
     p = lora_dir / "sd.safetensors"
     tm.write_lora(p, tm.tiny_i2vgen().unet, prefix="unet", limit=5)
     n = len(read_shapes(p))
@@ -261,7 +261,7 @@ def test_submit_refuses_no_op_partial_and_foreign_layouts(lora_dir, tmp_path):
 
 
 def test_family_is_read_from_names_and_shapes(tmp_path):
-    from studio.lora_formats import guess_family, read_shapes
+    from studio.loras import guess_family, read_shapes
 
     def fam(keys: dict[str, tuple]) -> str | None:
         p = tmp_path / "x.safetensors"

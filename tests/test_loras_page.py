@@ -136,3 +136,29 @@ def test_a14b_expert_is_read_from_the_name_and_can_be_set(lib):
     at = page()
     assert any("**orbit** ·" in m.value and "low-noise expert (from its metadata)" in m.value
                for m in at.markdown)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\xff" * 4096, "does not start with a safetensors header"),   # "header too large" in the library
+    (b"<!doctype html><title>404</title>" * 4, "does not start with a safetensors header"),
+    (wan5b_lora()[:300], "is cut short (its header alone is"),        # a partial download
+    (wan5b_lora()[:-8], "damaged header or is cut short"),
+])
+def test_a_junk_lora_is_refused_in_plain_words(lib, data, words):
+    at = upload(page(), "junk.safetensors", data)
+    assert not at.exception, at.exception
+    msg = at.error[0].value
+    assert msg.startswith("junk.safetensors was refused: not a safetensors file: junk.safetensors ")
+    assert words in msg
+    assert "deserializing" not in msg.lower() and "SafetensorError(" not in msg
+    assert not (lib / "junk.safetensors").exists()
+
+
+def test_a_junk_lora_already_in_the_library_is_reported_in_plain_words(lib):
+    from studio import loras
+    from studio.engines import get_engine
+    (lib / "junk.safetensors").write_bytes(b"\xff" * 4096)
+    rep = loras.validate_lora(lib / "junk.safetensors", get_engine("wan2.2-ti2v"))
+    assert not rep.ok and rep.message.startswith("not a safetensors file: junk.safetensors")
+    with pytest.raises(loras.LoraError, match="not a safetensors file: junk.safetensors"):
+        loras.load_state(lib / "junk.safetensors")

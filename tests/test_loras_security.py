@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from studio import loras
 from studio.engines import check_request
+from studio.loras.engine import _adapter
 from studio.request import GenerationRequest, LoraRef
 
 
@@ -62,7 +63,7 @@ def test_good_names_work(lib):
     for name in ("ink", "ink-wash_v1.2", "A.b-C_9"):
         _lora(lib / f"{name}.safetensors")
         assert loras.find_lora(name).path == (lib / f"{name}.safetensors").resolve()
-    assert loras._adapter("a.b") != loras._adapter("a_b")  # distinct peft adapter names
+    assert _adapter("a.b") != _adapter("a_b")  # distinct peft adapter names
 
 
 @pytest.mark.parametrize("preview", ["../outside.png", "/etc/passwd", "sub/../../x.png", "..", 5])

@@ -77,7 +77,7 @@ def test_ledger_shows_the_profile_and_its_estimated_peak(monkeypatch):
     req.image = str(__import__("pathlib").Path(__file__).parent / "data" / "astronaut.jpg")
     led = pipeline.make_ledger(req, device="cuda")
     row = led.rows[0]
-    assert row["label"].startswith("wan-i2v [group_leaf, speed exact]: Wan 2.1 I2V")
+    assert row["detail"].startswith("wan-i2v [group_leaf, speed exact]: Wan 2.1 I2V")
     assert row["memory"].startswith("group_leaf, est. peak ") and row["memory"].endswith("of 12.0 GiB")
     peak_gib = float(row["memory"].split("est. peak ")[1].split(" GiB")[0])
     assert abs(row["est_memory_mb"] * 1e6 / GIB - peak_gib) < 0.06
@@ -86,7 +86,7 @@ def test_ledger_shows_the_profile_and_its_estimated_peak(monkeypatch):
     assert f"{row['est_memory_mb']:.0f}" in text
     # on the CPU the ledger says full
     cpu = pipeline.make_ledger(req, device="cpu").rows[0]
-    assert cpu["label"].startswith("wan-i2v [full, speed exact]")
+    assert cpu["detail"].startswith("wan-i2v [full, speed exact]")
 
 
 def test_estimates_cover_the_measured_h200_peaks():

@@ -4,7 +4,6 @@ missing, and download commands whose program exists (`hf`; the old CLI name appe
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OLD_CLI = "huggingface" + "-cli"  # split so that this file does not match its own grep
 VENV_BIN = str(Path(sys.executable).parent)
+HF = str(Path(VENV_BIN) / "hf")
 
 
 def _cli_models(env_extra: dict[str, str]) -> str:
@@ -41,9 +41,11 @@ def test_cli_prints_commands_that_exist_and_never_the_old_cli(tmp_path):
     assert len(cmds) >= 6, text  # every diffusion engine is missing here
     for c in cmds:
         argv = shlex.split(c)
-        assert argv[0] == "hf" and argv[1] == "download", c
-        assert shutil.which(argv[0], path=VENV_BIN) is not None, f"{argv[0]} is not in {VENV_BIN}"
-        assert "--local-dir" in argv and argv[argv.index("--local-dir") + 1].startswith("models/")
+        # works as shown from any folder: the `hf` beside this Python, an absolute --local-dir
+        assert argv[0] == str(Path(VENV_BIN) / "hf") and argv[1] == "download", c
+        assert Path(argv[0]).is_file(), f"{argv[0]} does not exist"
+        dest = argv[argv.index("--local-dir") + 1]
+        assert Path(dest).is_absolute() and dest.startswith(str((tmp_path / "m").resolve()) + "/"), c
     # the program really runs (offline: only its help)
     help_out = subprocess.run([str(Path(VENV_BIN) / "hf"), "download", "--help"], capture_output=True,
                               text=True, timeout=120)
@@ -84,8 +86,9 @@ def test_cli_lists_each_component_file_format_and_size(tmp_path):
     assert f"{size / 1e3:.1f} KB" in tr_line or f"{size / 1e6:.1f} MB" in tr_line
     assert "vae" in block and "wan_tiny_vae.safetensors" in block
     assert "text_encoder   MISSING" in block
-    assert ('hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --include "image_encoder/*" '
-            '--include "text_encoder/*" --include "tokenizer/*" --local-dir models/wan-i2v') in block
+    assert (f'{HF} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --include "image_encoder/*" '
+            f'--include "text_encoder/*" --include "tokenizer/*" '
+            f'--local-dir {(tmp_path / "m").resolve()}/wan-i2v') in block
 
 
 def test_models_page_shows_components_and_hf_commands(tmp_path, monkeypatch):
@@ -97,8 +100,15 @@ def test_models_page_shows_components_and_hf_commands(tmp_path, monkeypatch):
     codes = [c.value for c in at.code]
     texts = codes + [m.value for m in at.markdown] + [c.value for c in at.caption]
     assert not any(OLD_CLI in t for t in texts)
-    assert "hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir models/wan-i2v" in codes
-    assert any(c.startswith("hf download Comfy-Org/Wan_2.1_ComfyUI_repackaged") for c in codes)
+    dest = (tmp_path / "m").resolve()
+    assert f"{HF} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir {dest}/wan-i2v" in codes
+    # the ComfyUI layout, once chosen: its single files, then the tokenizer from the diffusers repo
+    at.radio(key="fetch_layout_wan-i2v").set_value("ComfyUI single files (fp8)").run()
+    codes = [c.value for c in at.code]
+    assert any(c.startswith(f"{HF} download Comfy-Org/Wan_2.1_ComfyUI_repackaged") and
+               c.endswith(f"--local-dir {dest}/wan-i2v") for c in codes)
+    assert f"{HF} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --include 'tokenizer/*' --local-dir " \
+           f"{dest}/wan-i2v" in codes
     frames = [df.value for df in at.dataframe]
     comps = {r for f in frames if "component" in f.columns for r in f["component"]}
     assert {"transformer", "text_encoder", "image_encoder", "vae", "tokenizer"} <= comps

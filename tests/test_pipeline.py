@@ -114,7 +114,7 @@ def test_fallbacks_are_labelled_in_ledger_and_manifest(tmp_path, photo, monkeypa
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "no-models"))
     req = _req(photo, interpolate=2, upscale=2, upscaler="animevideov3")
     led = make_ledger(req)
-    labels = [r["label"] for r in led.rows]
+    labels = [r["detail"] for r in led.rows]   # the label is a few words; the detail says why
     assert any("DIS" in lb and "fallback: no RIFE weights" in lb for lb in labels), labels
     assert any("Lanczos" in lb and "fallback" in lb for lb in labels), labels
     res = generate(req, tmp_path / "f.mp4", RunContext())

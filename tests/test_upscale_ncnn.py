@@ -153,10 +153,10 @@ def test_ledger_names_backend_and_cost(weights, monkeypatch):
     req = GenerationRequest(image=str(DATA / "astronaut.jpg"), prompt="zoom in", frames=4, width=64,
                             height=64, upscale=2, upscaler="animevideov3", order="interpolate-first")
     row = make_ledger(req, "cpu").rows[1]
-    assert row["stage"] == "upscale" and "; ncnn CPU)" in row["label"]
+    assert row["stage"] == "upscale" and "; ncnn CPU)" in row["detail"]
     req.upscaler = "auto"
     row = make_ledger(req, "cpu").rows[1]
-    assert "animevideov3" in row["label"] and "auto on CPU: an anime model" in row["label"]
+    assert "animevideov3" in row["detail"] and "auto on CPU: an anime model" in row["detail"]
     spec = Clip(_photo(64, 64, t=4), 8.0).spec
     cost = {b: Upscale(scale=2, model="animevideov3", backend=b).estimate(spec, "cpu")["seconds"]
             for b in ("torch", "ncnn", "ncnn-vulkan")}

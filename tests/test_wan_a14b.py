@@ -77,7 +77,9 @@ def test_a14b_shipped_configs_and_missing_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     inv = get_engine("wan2.2-i2v-a14b").inventory()
     assert {"transformer", "transformer_2", "text_encoder", "vae", "tokenizer"} <= set(inv.missing)
-    cmd = "hf download Wan-AI/Wan2.2-I2V-A14B-Diffusers --local-dir models/wan2.2-i2v-a14b"
+    from studio.hubfetch import hf_cli
+    cmd = (f"{hf_cli()} download Wan-AI/Wan2.2-I2V-A14B-Diffusers "
+           f"--local-dir {tmp_path.resolve()}/wan2.2-i2v-a14b")
     assert inv.commands() == [cmd]
     from studio.engines import memory, profiles
     s = profiles.sizes(get_engine("wan2.2-i2v-a14b"), _req("wan2.2-i2v-a14b"), "cuda")

@@ -157,5 +157,7 @@ def test_a_file_of_another_model_is_rejected_with_the_reason(layouts, monkeypatc
                "(e.g. patch_embedding.weight" in r for r in inv.rejected), inv.rejected
     # nothing usable at all: the whole repo, or the ComfyUI single files
     cmds = inv.commands()
-    assert cmds[0] == "hf download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir models/wan-i2v"
-    assert cmds[1].startswith("hf download Comfy-Org/Wan_2.1_ComfyUI_repackaged split_files/")
+    from studio.hubfetch import hf_cli
+    dest = (tmp_path / "models").resolve()
+    assert cmds[0] == f"{hf_cli()} download Wan-AI/Wan2.1-I2V-14B-480P-Diffusers --local-dir {dest}/wan-i2v"
+    assert cmds[1].startswith(f"{hf_cli()} download Comfy-Org/Wan_2.1_ComfyUI_repackaged split_files/")

@@ -229,11 +229,11 @@ class DiffusionEngine(Engine):
         then the repo's studio/configs/); None when no config is found."""
         from pathlib import Path
 
-        from .. import lora_formats
+        from .. import loras
         attr = attr or self.denoiser
         loaded = modelmgr.MANAGER.loaded
         if loaded is not None and loaded.key and loaded.key[0] == self.id:
-            return lora_formats.module_shapes(getattr(loaded.pipe, attr))
+            return loras.module_shapes(getattr(loaded.pipe, attr))
         from ..weights import models_dir
         st = self.status()
         shipped = Path(__file__).resolve().parent.parent / "configs"
@@ -242,7 +242,7 @@ class DiffusionEngine(Engine):
         for root in roots:
             cfg = root / attr / "config.json"
             if cfg.is_file():
-                return lora_formats.shapes_from_config(cfg)
+                return loras.shapes_from_config(cfg)
         return None
 
     def describe_weights(self, req: GenerationRequest) -> dict[str, Any]:

@@ -127,15 +127,19 @@ class Inventory:
         miss = self.missing
         if self.present:
             return []
-        dest = f"models/{self.engine_id}"
+        import shlex
+
+        from ..hubfetch import hf_cli
+        hf, dest = hf_cli(), shlex.quote(str((models_dir() / self.engine_id).resolve()))
         needed = [p for p in self.parts.values() if p.source not in ("config", "none")]
         if not self.parts or len(miss) == len(needed):
-            out = [f"hf download {self.repo} --local-dir {dest}"]
+            out = [f"{shlex.quote(hf)} download {self.repo} --local-dir {dest}"]
         else:
             inc = " ".join(f'--include "{m}/*"' for m in miss)
-            out = [f"hf download {self.repo} {inc} --local-dir {dest}"]
+            out = [f"{shlex.quote(hf)} download {self.repo} {inc} --local-dir {dest}"]
         if self.single_files and set(miss) - {"tokenizer"}:
-            out.append(f"{self.single_files} --local-dir {dest}")
+            words = self.single_files.split(" ", 1)
+            out.append(f"{shlex.quote(hf) if words[0] == 'hf' else words[0]} {words[1]} --local-dir {dest}")
         return out
 
 

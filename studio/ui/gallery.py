@@ -13,7 +13,8 @@ from typing import Any
 import streamlit as st
 
 from .results import downloads, show_media, show_result
-from .service import OUTPUT_KINDS, delete_output, list_outputs, thumbnail
+from .service import OUTPUT_KINDS, delete_output, list_outputs, rename_output, thumbnail
+from .thumbs import clip_facts
 
 COLS = 3
 SEQUENCE = "sequence"   # the "engine" a sequence export is filtered under
@@ -115,6 +116,9 @@ def _card(rec: Any) -> None:
     else:
         st.markdown(f"**{f['prompt'] or rec.path.name}**")
         st.caption(f"{f['engine']} · {f['date']} · {rec.path.name}")
+    facts = clip_facts(rec.manifest)   # duration, size, fps: an original and its re-run differ here
+    if facts:
+        st.caption(facts)
 
 
 def _sequence_detail(sel: Any) -> None:
@@ -169,6 +173,23 @@ def render() -> None:
                 _delete_controls(rec, rec.path.name)
 
 
+def _rename_controls(sel: Any) -> None:
+    """Rename the opened output: its file, manifest and base clip move together (all or nothing)."""
+    stem = sel.path.name.removesuffix(sel.path.suffix) if sel.path.is_file() else sel.path.name
+    c = st.columns([4, 1])
+    new = c[0].text_input("Name", value=stem, key=f"gal_name_{sel.path.name}",
+                          help="Letters, digits, spaces, '.', '_' and '-'; the extension stays")
+    if c[1].button("Rename", key="gal_rename", width="stretch", disabled=new.strip() == stem):
+        try:
+            path = rename_output(sel.path, new)
+        except (ValueError, OSError) as e:
+            st.error(f"Not renamed: {e}")
+            return
+        st.session_state["gallery_open"] = path.name
+        st.toast(f"Renamed to {path.name}")
+        st.rerun()
+
+
 def _opened(sel: Any) -> None:
     """The opened output in a bordered block with a Close button."""
     with st.container(border=True):
@@ -177,6 +198,7 @@ def _opened(sel: Any) -> None:
         if head[1].button("✕ Close", key="gal_close", width="stretch"):
             st.session_state.pop("gallery_open", None)
             st.rerun()
+        _rename_controls(sel)
         if is_sequence(sel):
             _sequence_detail(sel)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..jobs import STATUSES
+from ..jobs.store import LOCAL_OWNER
 from .common import engines_info, human_size, studio_queue
 from .service import repo_file, weight_rows
 from .views import queue_table
@@ -35,6 +36,16 @@ def workers_line(live: list[dict]) -> str:
     return f"✅ {len(live)} worker(s) alive ({busy} busy) on {', '.join(devs)}"
 
 
+def owner_counts(by_status: dict[str, list]) -> list[dict[str, object]]:
+    """One row per owner: how many of its jobs are in each status (busiest owner first)."""
+    rows: dict[str, dict[str, object]] = {}
+    for status, jobs in by_status.items():
+        for j in jobs:
+            row = rows.setdefault(j.owner, {"owner": j.owner, **dict.fromkeys(by_status, 0)})
+            row[status] = int(row[status]) + 1  # type: ignore[call-overload]
+    return sorted(rows.values(), key=lambda r: (-sum(int(r[s]) for s in by_status), str(r["owner"])))
+
+
 def render() -> None:
     """Draw the home page."""
     st.title("🎞️ Image-to-video studio")
@@ -61,7 +72,13 @@ def render() -> None:
     st.subheader("Queue")
     q = studio_queue()
     m = st.columns(5)
-    for col, name in zip(m, ("queued", "running", "done", "failed", "cancelled"), strict=True):
-        col.metric(name.capitalize(), len(q.list(status=name, limit=COUNT_LIMIT)) if name in STATUSES else 0)
+    names = ("queued", "running", "done", "failed", "cancelled")
+    by_status = {n: q.list(status=n, limit=COUNT_LIMIT) if n in STATUSES else [] for n in names}
+    for col, name in zip(m, names, strict=True):
+        col.metric(name.capitalize(), len(by_status[name]))
+    owners = owner_counts(by_status)
+    if len(owners) > 1 or (owners and owners[0]["owner"] != LOCAL_OWNER):
+        st.caption("By owner (the desk studio is `local`; API clients by their token's owner)")
+        st.dataframe(owners, hide_index=True, width="stretch")
     st.caption(workers_line(q.workers()))
     queue_table(q.list(limit=10))

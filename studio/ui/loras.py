@@ -89,7 +89,7 @@ def validate_upload(path: Path, engine_ids: list[str]) -> tuple[list[str], list[
     """Check an uploaded LoRA against each engine that takes LoRAs, reading its keys only:
     (engines it fits, reasons it does not fit the others, the family its keys say)."""
     from ..engines import get_engine
-    from ..lora_formats import guess_family, read_shapes
+    from ..loras import guess_family, read_shapes
     mod = library()
     if Path(path).suffix != ".safetensors":
         raise ValueError(f"{Path(path).name}: LoRAs must be .safetensors files")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from .common import engines_info, human_size, studio_queue
+from .fetch import fetch_block
 from .loras import library_block
-from .service import engine_inventory, human_bytes, weight_rows
+from .service import engine, engine_inventory, human_bytes, weight_rows
+
+
+def _needed(inv) -> int:
+    return sum(1 for p in inv.parts.values() if p.source not in ("config", "none"))
 
 
 def _short(sha: str | None) -> str:
@@ -27,12 +32,6 @@ def parts_block(inv) -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
     for r in inv.rejected:
         st.caption(f"not used: {r}")
-    cmds = inv.commands()
-    for i, cmd in enumerate(cmds):
-        if i:
-            st.caption("or as ComfyUI single files (fp8); the tokenizer still comes from the command above "
-                       '(`--include "tokenizer/*"`)')
-        st.code(cmd, language="bash")
 
 
 def engines_block() -> None:
@@ -44,10 +43,13 @@ def engines_block() -> None:
             inv = _inventory(e.id) if e.id != "camera" else None
             if inv is not None:
                 parts_block(inv)
-                continue
-            st.caption(f"{e.detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
-            if not e.ready and e.command:
-                st.code(e.command, language="bash")
+            else:
+                detail = e.detail.split("; get them with:")[0]   # the command is in the block below
+                st.caption(f"{detail} · size {human_size(e.size_bytes)} · sha256 {_short(e.sha256)}")
+            eng = engine(e.id)
+            if not e.ready and getattr(eng, "repo", None):
+                partial = inv is not None and not inv.present and len(inv.missing) < _needed(inv)
+                fetch_block(eng, inv.missing if partial else None)
 
 
 def weights_block() -> None:

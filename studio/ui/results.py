@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from .common import studio_queue
+from .compare import before_after
 from .names import display_name
 from .service import engine, extra_paths, make_extras, save_last_frame
 
@@ -124,6 +125,8 @@ def show_result(out: Path, manifest_path: Path, key: str, *, actions: bool = Tru
     if actions and manifest:
         _actions(out, manifest_path, manifest, key)
     downloads(out, manifest_path, key, columns=2)
+    if manifest:
+        before_after(out, manifest_path, manifest, key)
     if actions and manifest:
         _rerun_section(manifest, manifest_path, key)
     if manifest:

@@ -19,6 +19,7 @@ from . import service
 from .common import studio_queue
 from .names import display_name
 from .results import downloads
+from .thumbs import clip_facts, clip_thumb, manifest_of
 from .timeline_sound import duck_controls, load_sound_state, loudness_controls, mix_section, sound_row
 from .views import job_card
 
@@ -46,8 +47,13 @@ def add_section() -> None:
         recs = [r for r in service.list_outputs() if r.path.is_file() or r.path.is_dir()]
         if recs:
             names = {str(r.path): display_name(r.path) for r in recs}
-            pick = st.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
-            if st.button("Add clip", key="seq_add_gallery"):
+            left, right = st.columns([3, 1])
+            pick = left.selectbox("Clip", list(names), format_func=names.get, key="seq_gallery_pick")
+            with right:                      # the picked clip's thumbnail and facts
+                rec = next((r for r in recs if str(r.path) == pick), None)
+                if rec is not None:
+                    clip_thumb(rec.path, rec.manifest)
+            if left.button("Add clip", key="seq_add_gallery"):
                 _add({"path": pick})
         else:
             st.caption("No generated clips yet.")
@@ -145,10 +151,17 @@ def timeline_section() -> None:
         st.caption("Add clips or title cards above.")
     for i, item in enumerate(list(items)):
         with st.container(border=True):
-            head = st.columns([6, 1, 1, 1])
+            head = st.columns([1, 5, 1, 1, 1])
             label = (f"📝 {(item['title'].splitlines() or [''])[0][:40]}" if "title" in item
                      else f"🎞️ {display_name(item['path'])}")
-            head[0].markdown(f"**{i + 1}.** {label}")
+            head[1].markdown(f"**{i + 1}.** {label}")
+            if "title" not in item:               # the thumbnail left, its facts under the name
+                with head[0]:
+                    clip_thumb(Path(item["path"]), None)
+                facts = clip_facts(manifest_of(item["path"]))
+                if facts:
+                    head[1].caption(facts)
+            head = [head[0], *head[2:]]
             if head[1].button("↑", key=f"seq_up_{item['_id']}", disabled=i == 0):
                 items[i - 1], items[i] = items[i], items[i - 1]
                 st.rerun()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jobs.uploads import AUDIO_TYPES, accept_audio, accept_image, max_upload_mb, uploads_dir
+from ..naming import rename_output
 from ..outputs import OUTPUT_KINDS, atomic_path, delete_output, list_outputs, outputs_dir
 from ..params import Param
 
@@ -29,7 +30,7 @@ __all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRo
            "human_bytes", "ledger_for",
            "list_outputs", "load_sequence", "lora_ref", "make_extras", "max_upload_mb", "outputs_dir",
            "plain_error", "plan_sequence", "quick_preview", "clip_sound_strip", "sequence_mix_wav",
-           "repo_file", "repo_path", "rerun_ledger",
+           "rename_output", "repo_file", "repo_path", "rerun_ledger",
            "save_last_frame", "sequence_estimate", "sequence_options", "storyboard", "submit_sequence",
            "thumbnail", "upscaler_notes", "uploads_dir",
            "weight_rows"]

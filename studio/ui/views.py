@@ -39,6 +39,10 @@ def show_ledger(ledger: Any) -> None:
     The totals are metrics two to a row, so a value like '4096×4096' is never cut.
     """
     st.table(ledger_rows(ledger), hide_index=True)
+    details = [r for r in ledger.rows if r.get("detail") and r["detail"] != r["label"]]
+    if details:
+        with st.expander("Details of each step"):
+            st.markdown("\n".join(f"- **{r['label']}**: {r['detail']}" for r in details))
     f = ledger.final
     c = st.columns(2)
     c[0].metric("Size", f"{f.width}×{f.height}")
@@ -93,7 +97,7 @@ def queue_table(jobs: list[Job]) -> None:
     """A compact table of jobs: id, kind, status, stage and step, age."""
     now = time.time()
     rows: list[dict[str, Any]] = [{
-        "id": j.id, "kind": j.kind, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}",
+        "id": j.id, "kind": j.kind, "owner": j.owner, "status": f"{STATUS_ICON.get(j.status, '')} {j.status}",
         "stage": j.stage, "step": f"{j.i}/{j.n}" if j.n else "", "age (s)": int(now - j.created),
         "message": j.error or j.message} for j in jobs]
     if rows:

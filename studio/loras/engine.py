@@ -1,6 +1,7 @@
 """LoRAs for the engines: the check against a denoiser's layers, loading and stacking.
 
-The library on disk (names, sidecar metadata, uploads) is `studio.lora_library`, re-exported here.
+The library on disk (names, sidecar metadata, uploads) is `studio.loras.library`; the package's
+`__init__` is the one face the rest of the studio uses.
 
 Wan 2.2 A14B has two denoisers (experts) and its LoRAs come as high-noise/low-noise pairs: each
 half of a pair is its own library entry, loaded into its expert only (`transformer` or
@@ -8,11 +9,11 @@ half of a pair is its own library entry, loaded into its expert only (`transform
 (`…high_noise…`/`…low_noise…`, or a last word `HIGH`/`LOW`); a LoRA that names no expert goes into
 both.  On an engine with one denoiser, a LoRA whose sidecar names an expert is refused.
 
-Engines with `lora_mode == "pipeline"` (LTX, Wan) get every layout of `studio.lora_formats`
+Engines with `lora_mode == "pipeline"` (LTX, Wan) get every layout of `studio.loras.formats`
 converted to diffusers/peft keys and loaded through their pipeline's `load_lora_weights`; the
 check before that reads the file's keys and shapes only and refuses anything that would load
 partly or not at all.  Engines with `lora_mode == "peft"` (I2VGen-XL, SVD: no diffusers loader)
-get our own low-rank layers (`studio.lora_layers`).  Either way the base weights are never
+get our own low-rank layers (`studio.loras.layers`).  Either way the base weights are never
 reloaded, several LoRAs stack with their own strengths, and strength 0 (or no LoRA) gives exactly
 the base output.
 """
@@ -26,26 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import lora_formats as lf
-from .lora_layers import LoraLayer, activate, parse_keys, shapes_fit, target_modules  # noqa: F401 (re-exported)
-from .lora_layers import inject as _inject
-from .lora_library import (  # noqa: F401 (re-exported: the library's API is studio.loras)
-    EXPERTS,
-    NAME_RE,
-    LoraError,
-    LoraInfo,
-    add_lora,
-    check_name,
-    expert_from_name,
-    find_lora,
-    list_loras,
-    load_state,
-    lora_hash,
-    lora_path,
-    loras_dir,
-    read_info,
-    save_meta,
-)
+from . import formats as lf
+from .layers import activate, parse_keys, shapes_fit, target_modules
+from .layers import inject as _inject
+from .library import EXPERTS, LoraError, LoraInfo, find_lora, load_state, lora_hash, read_info
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +72,10 @@ def validate_lora(path: Path | str, engine: Any, model: Any | None = None) -> Lo
         return refuse(f"LoRA {info.name!r} cannot be used: {why}")
     try:
         shapes = lf.read_shapes(path)
-    except Exception as e:  # noqa: BLE001 - corrupt file
-        return refuse(f"{path.name}: unreadable: {e}")
+    except LoraError as e:  # junk, renamed or cut short: plain words
+        return refuse(str(e))
+    except OSError as e:
+        return refuse(f"cannot read {path.name}: {e.strerror or e}")
     if info.family and not lf.family_fits(info.family, fam):
         return refuse(f"LoRA {info.name!r} is for family {info.family!r}, engine {engine.id!r} needs {fam!r}",
                       len(shapes))

@@ -7,7 +7,7 @@ Metadata JSON: {"family": "wan2.1-i2v-14b", "trigger_words": ["..."], "default_s
 only (never unpickled).
 
 Wan 2.2 A14B LoRAs come as high-noise/low-noise pairs: which half a file is comes from `"expert"`
-in its sidecar, else from its name (`expert_from_name`); `studio.loras` puts it into that expert.
+in its sidecar, else from its name (`expert_from_name`); `studio.loras.engine` puts it into that expert.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -146,9 +146,33 @@ def find_lora(name: str) -> LoraInfo:
 
 def lora_hash(name: str) -> str | None:
     """sha256 of a library LoRA's file (None when absent)."""
-    from .weights import sha256_file
+    from ..weights import sha256_file
     p = lora_path(name)
     return sha256_file(p) if p.is_file() else None
+
+
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def check_safetensors(path: Path | str) -> None:
+    """Refuse, in plain words (`LoraError`), a file that is not a safetensors file: a safetensors
+    file starts with 8 bytes giving its header's length, then that much JSON, then the weights."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        raise LoraError(f"cannot read {path.name}: {e.strerror or e}") from e
+    if size < 10:
+        raise LoraError(f"not a safetensors file: {path.name} is only {size} bytes")
+    n = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and size - 8 < n <= _MAX_HEADER:
+        raise LoraError(f"not a safetensors file: {path.name} is cut short (its header alone is {n} "
+                        f"bytes, the file is {size}): a partial download?")
+    if head[8:9] != b"{" or n < 2 or n > min(_MAX_HEADER, size - 8):
+        raise LoraError(f"not a safetensors file: {path.name} does not start with a safetensors header "
+                        f"(is it a renamed .ckpt/.pt, an HTML page or a partial download?)")
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -157,7 +181,12 @@ def load_state(path: Path) -> dict[str, Any]:
     if path.suffix != ".safetensors":
         raise LoraError(f"{path.name}: only .safetensors LoRAs are accepted (never pickles)")
     from safetensors.torch import load_file
-    return load_file(str(path))
+    check_safetensors(path)
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - the library's words ("Error while deserializing header...")
+        raise LoraError(f"not a safetensors file: {path.name} has a damaged header or is cut short "
+                        f"({type(e).__name__})") from e
 
 
 def save_meta(name: str, updates: dict[str, Any]) -> Path:

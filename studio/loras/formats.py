@@ -26,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .library import LoraError, check_safetensors
+
 LAYOUT_LABELS = {"diffusers": "diffusers/peft", "comfyui": "ComfyUI/original", "kohya": "kohya/musubi"}
 _PARTS = ((".lora_magnitude_vector.weight", "dora"), (".lora_magnitude_vector", "dora"),
           (".dora_scale", "dora"), (".lora_A.weight", "down"), (".lora_B.weight", "up"),
@@ -60,10 +62,16 @@ COMPATIBLE = {"wan2.1-i2v-14b": {"wan2.1-t2v-14b"}}  # engine family -> other fa
 
 
 def read_shapes(path: Path | str) -> dict[str, tuple[int, ...]]:
-    """Every key of a safetensors file with its shape, from the header only (no weights read)."""
+    """Every key of a safetensors file with its shape, from the header only (no weights read).
+    A file that is not safetensors, or whose header is damaged, is a `LoraError` in plain words."""
     from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - the library's words ("Error while deserializing header...")
+        raise LoraError(f"not a safetensors file: {Path(path).name} has a damaged header or is cut "
+                        f"short ({type(e).__name__})") from e
 
 
 def flat(name: str) -> str:
