@@ -49,13 +49,16 @@ CARRY_SECONDS_PER_MP = {"cpu": 0.12, "cuda": 0.002}
 MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 360.0}
 
 
+def frame_hist(x: np.ndarray) -> np.ndarray:
+    """Joint RGB histogram (8 levels a channel, as fractions) of a frame's 128×128 thumbnail."""
+    q = cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA) >> 5
+    idx = (q[..., 0].astype(np.int32) << 6) | (q[..., 1].astype(np.int32) << 3) | q[..., 2]
+    return np.bincount(idx.ravel(), minlength=512) / idx.size
+
+
 def scene_score(a: np.ndarray, b: np.ndarray) -> float:
     """Scene-change score in 0..1: TV distance of joint RGB histograms of 128×128 thumbnails."""
-    def hist(x: np.ndarray) -> np.ndarray:
-        q = cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA) >> 5
-        idx = (q[..., 0].astype(np.int32) << 6) | (q[..., 1].astype(np.int32) << 3) | q[..., 2]
-        return np.bincount(idx.ravel(), minlength=512) / idx.size
-    return float(0.5 * np.abs(hist(a) - hist(b)).sum())
+    return float(0.5 * np.abs(frame_hist(a) - frame_hist(b)).sum())
 
 
 def is_static(a: np.ndarray, b: np.ndarray) -> bool:
@@ -168,15 +171,34 @@ class Interpolate:
         return ctx.cache.get(key, lambda: RifeInterpolator.from_weights(path, device=ctx.device,
                                                                           scale=scale))
 
-    def classify(self, src: np.ndarray,
-                 pos: list[tuple[int, float]]) -> tuple[list[int], list[int], list[int]]:
-        """(pairs, scene cuts, static pairs) among the frame pairs that `pos` needs."""
+    def classify(self, src: np.ndarray, pos: list[tuple[int, float]], device: str = "cpu"
+                 ) -> tuple[list[int], list[int], list[int]]:
+        """(pairs, scene cuts, static pairs) among the frame pairs that `pos` needs.
+
+        On CUDA the histograms and differences run on the GPU (`tensor_ops.pair_stats`, the same
+        numbers); on the CPU each frame's histogram is made once, not once per pair."""
         pairs = sorted({i for i, t in pos if t > 0})
+        if str(device).startswith("cuda") and pairs:
+            from .tensor_ops import pair_stats
+            stats = pair_stats(src, pairs, device)
+        else:
+            hists: dict[int, np.ndarray] = {}
+
+            def hist(k: int) -> np.ndarray:
+                if k not in hists:
+                    hists.pop(k - 2, None)
+                    hists[k] = frame_hist(src[k])
+                return hists[k]
+
+            cut_on = self.scene_threshold < 1.0
+            stats = {i: (float(0.5 * np.abs(hist(i) - hist(i + 1)).sum()) if cut_on else 0.0,
+                         0.0 if is_static(src[i], src[i + 1]) else STATIC_MAD) for i in pairs}
         cuts, static = [], []
         for i in pairs:
-            if self.scene_threshold < 1.0 and scene_score(src[i], src[i + 1]) > self.scene_threshold:
+            score, mad = stats[i]
+            if self.scene_threshold < 1.0 and score > self.scene_threshold:
                 cuts.append(i)
-            elif is_static(src[i], src[i + 1]):
+            elif mad < STATIC_MAD:
                 static.append(i)
         return pairs, cuts, static
 
@@ -186,7 +208,7 @@ class Interpolate:
         src = clip.frames
         n_src, h, w = src.shape[0], src.shape[1], src.shape[2]
         pos = self.positions(n_src, clip.fps)
-        pairs, cuts, static = self.classify(src, pos)
+        pairs, cuts, static = self.classify(src, pos, ctx.device)
         work = [i for i in pairs if i not in set(cuts) | set(static)]
         jobs = [(i, t) for i, t in pos if t > 0 and i in set(work)]
         n, done = len(pairs), len(pairs) - len(work)
@@ -306,7 +328,7 @@ class InterpolateUpscaled:
             return interp.apply(up.apply(clip, ctx), ctx)
         src = clip.frames
         pos = interp.positions(len(src), clip.fps)
-        pairs, cuts, static = interp.classify(src, pos)
+        pairs, cuts, static = interp.classify(src, pos, ctx.device)
         skip = set(cuts) | set(static)
         jobs = [(i, t) for i, t in pos if t > 0 and i not in skip]
         t0 = time.perf_counter()

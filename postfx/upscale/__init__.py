@@ -165,14 +165,36 @@ class Upscale:
                 ctx.step("upscale", min(int(done), n), n)
                 ctx.check_cancel()
 
-            out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel)
-            if self.color_match:
+            post = self._device_color_match(up, frames, ctx)
+            out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel, post=post)
+            if self.color_match and post is None:
                 from postfx.color import color_match
                 out = color_match(frames, out, on_frame=lambda i, n: ctx.step("color", i, n))
         ctx.log.info("upscale: %s -> %d×%d", self.describe(), out.shape[2], out.shape[1])
         meta = dict(clip.meta)
         meta["upscale"] = {"label": self.describe(), "backend": backend, "model": self.model}
         return clip.replace(frames=out, meta=meta)
+
+    def _device_color_match(self, up, frames: np.ndarray, ctx: RunContext):
+        """The colour match as the runner's on-device `post` step (CUDA, ×2/×4), else None.
+
+        The same maths as `postfx.color.color_match` (within 1 level), run by
+        `postfx.tensor_ops.color_match_t` on each batch before it leaves the GPU."""
+        if not self.color_match or up.loaded.device.type != "cuda" or self.scale not in (2, 4) \
+                or up.scale != 4:
+            return None
+        from postfx.tensor_ops import blur_fits, color_match_t
+        n, h, w = frames.shape[:3]
+        if not blur_fits(h, w, 3.0):
+            return None
+        done = [0]
+
+        def post(src, out):
+            y = color_match_t(src, out)
+            done[0] += len(src)
+            ctx.step("color", min(done[0], n), n)
+            return y
+        return post
 
     def _upscaler(self, ctx: RunContext):
         from .runner import Upscaler, load_net, require_weights
