@@ -39,7 +39,8 @@ STATIC_MAD = 0.5
 
 # Seconds per megapixel of each new frame: CPU from bench/results/e2e_cpu.json (2 quiet cores, 512²,
 # channels_last: 15 new frames in 4.29 s);
-# CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s).
+# CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s); the
+# CUDA figures used are postfx.calibration's table (refitted from bench/bench_post_app.py).
 SECONDS_PER_MP = {("rife", "cpu"): 1.1, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
 # Flow carry: seconds per megapixel of each carried frame at the upscaled size (flow and mask
 # resized, two warps and a blend; CPU: 0.18 CPU-seconds a 1024² frame on 2 cores of an AMD EPYC,
@@ -150,7 +151,11 @@ class Interpolate:
         new = sum(1 for _, t in self.positions(spec.frames, spec.fps) if t > 0)
         mp = spec.width * spec.height / 1e6
         dev = "cuda" if device.startswith("cuda") and r.model == "rife" else "cpu"
-        secs = new * mp * SECONDS_PER_MP[(r.model, dev)]
+        rate = SECONDS_PER_MP[(r.model, dev)]
+        if (r.model, dev) == ("rife", "cuda"):
+            from .calibration import table
+            rate = table()["rife_cuda_s_per_mp"]
+        secs = new * mp * rate
         if r.model == "rife":
             from .rife import default_batch
             mem = MEMORY_MB_PER_MP[dev] * mp * default_batch(dev, spec.height, spec.width) + 100
@@ -314,8 +319,9 @@ class InterpolateUpscaled:
         it = self.interpolate.estimate(spec, device)
         new = sum(1 for _, t in self.interpolate.positions(spec.frames, spec.fps) if t > 0)
         big = self.upscale.plan(spec)
-        warp = new * big.width * big.height / 1e6 * CARRY_SECONDS_PER_MP[
-            "cuda" if device.startswith("cuda") else "cpu"]
+        from .calibration import table
+        per_mp = table()["carry_cuda_s_per_mp"] if device.startswith("cuda") else CARRY_SECONDS_PER_MP["cpu"]
+        warp = new * big.width * big.height / 1e6 * per_mp
         return {"seconds": round(up["seconds"] + it["seconds"] + warp, 3),
                 "memory_mb": round(max(up["memory_mb"], it["memory_mb"]) + 2 * big.frames * big.width *
                                    big.height * 3 / 1e6, 1)}

@@ -30,6 +30,7 @@ from .outputs import (
     write_manifest,
 )
 from .params import SPEC
+from .post_order import order_for, order_notes
 from .request import GenerationRequest
 from .stages import Stage, plan_chain, run_chain, stage_to_dict
 
@@ -68,10 +69,7 @@ def build_stages(req: GenerationRequest, device: str | None = None) -> list[Stag
     up: Stage | None = None
     if req.upscale > 1:
         up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved(device)
-    how = req.order
-    if how == "auto":
-        cheap = up is None or up.model == "lanczos" or device.startswith("cuda")
-        how = "interpolate-first" if cheap else "upscale-carry"
+    how = order_for(req, up, device)[0]
     if how == "upscale-carry" and interp is not None and up is not None:
         return [InterpolateUpscaled(interp, up), *start_on_for(req, up)]
     order = [up, interp] if how == "upscale-first" else [interp, up]
@@ -89,6 +87,7 @@ class Ledger:
 
     rows: list[dict[str, Any]]
     final: ClipSpec
+    notes: list[str] = field(default_factory=list)   # why a choice was made (e.g. the auto order)
 
     @property
     def total_seconds(self) -> float:
@@ -98,7 +97,7 @@ class Ledger:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (goes into the manifest)."""
         return {"rows": self.rows, "final": dataclasses.asdict(self.final),
-                "total_est_seconds": self.total_seconds}
+                "total_est_seconds": self.total_seconds, "notes": list(self.notes)}
 
     def to_text(self) -> str:
         """A fixed-width table for the terminal."""
@@ -111,6 +110,7 @@ class Ledger:
             lines.append(f"{r['label'][:44]:<44} {r['frames']:>6} {r['fps']:>7.3f} {r['duration']:>6.2f} "
                          f"{size:>11} {est:>7} {mem:>7}")
         lines.append(f"{'total (estimate)':<44} {'':>6} {'':>7} {'':>6} {'':>11} {self.total_seconds:>7.2f}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -158,7 +158,9 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
     for key in ("memory", "speed"):
         if est.get(key):
             row[key] = est[key]
-    return ledger_for(base, row, stages, codec, device)
+    led = ledger_for(base, row, stages, codec, device)
+    led.notes += order_notes(req, stages, default_device())
+    return led
 
 
 @dataclass
@@ -334,7 +336,9 @@ def _post_ledger(base: ClipSpec, req: GenerationRequest, stages: list[Stage], ou
                  label: str) -> Ledger:
     from postfx.assemble import codec_for
     row = _row("input", label, base, None)
-    return ledger_for(base, row, stages, codec_for(out, req.codec), device)
+    led = ledger_for(base, row, stages, codec_for(out, req.codec), device)
+    led.notes += order_notes(req, stages, default_device())
+    return led
 
 
 def plan_post(base: ClipSpec, settings: dict[str, Any], out: str | Path, device: str = "cpu",
