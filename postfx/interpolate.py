@@ -183,7 +183,7 @@ class Interpolate:
         On CUDA the histograms and differences run on the GPU (`tensor_ops.pair_stats`, the same
         numbers); on the CPU each frame's histogram is made once, not once per pair."""
         pairs = sorted({i for i, t in pos if t > 0})
-        if str(device).startswith("cuda") and pairs:
+        if str(device).startswith("cuda") and pairs and min(src.shape[1:3]) >= 128:   # thumbnails shrink
             from .tensor_ops import pair_stats
             stats = pair_stats(src, pairs, device)
         else:
