@@ -14,6 +14,8 @@ Cases (`rows`, each {case, wall_s, app_fps, model_fps, ...}):
   with colour match to 1664×960, in BOTH orders (interpolate-first and upscale-carry); the row is
   the faster, `orders` holds both, and that measurement decides `order_cuda` in the calibration
   table.  Peer = RIFE alone then the upscaler alone (no colour match) on the same frames.
+  `device_vs_cpu` checks the device maths against today's CPU path on these frames (colour match
+  within 1 level, the same scene cuts and static pairs): the only GPU check of a one-shot run.
 - ray_post: `--jobs` post jobs (the rife2_1080p job) submitted at once through the studio's
   Dispatcher and JobStore to the LOCAL executor with one slot on the GPU (not Ray: Ray's wheel does
   not fit the device's 64 MiB carry beside ffmpeg and the weights, and its start-up costs ~30 s of a
@@ -189,15 +191,37 @@ def case_chain(src: Path, work: Path, ctx, reps: int) -> dict[str, Any]:
     t_rife, rife_times, _ = timed(lambda: rife.run(frames, jobs), reps, ctx.device)
     t_up, up_times, big = timed(lambda: up.run(allf, 2), reps, ctx.device)
     color = color_seconds(allf, big, ctx.device, reps)
+    check = same_as_cpu(allf, big, ctx.device)
     model_s = t_rife + t_up
     return {"case": "wan_clip_chain", "input": f"{w}x{h}, {len(frames)} frames",
             "frames": app["frames"], "size": app["size"], "order": fastest,
             "wall_s": app["wall_s"], "app_fps": round(app["frames"] / app["wall_s"], 2),
             "model_fps": round(app["frames"] / model_s, 2), "model_s": round(model_s, 4),
             "model_parts_s": {"rife": rife_times, "upscale_x2_no_color": up_times},
-            "color_match_alone_s": color,
+            "color_match_alone_s": color, "device_vs_cpu": check,
             "app_over_model": round(model_s / app["wall_s"], 3),
             "orders": orders}
+
+
+def same_as_cpu(src, big, device: str, n: int = 8) -> dict[str, Any]:
+    """The device maths against today's CPU path on these frames: colour match (max level difference)
+    and scene-cut / static classification (equal or not)."""
+    import numpy as np
+    import torch
+
+    from postfx.color import color_match
+    from postfx.interpolate import Interpolate
+    from postfx.tensor_ops import color_match_t
+    s, b = src[:n], big[:n]
+    dev = color_match_t(torch.from_numpy(s).to(device), torch.from_numpy(b).to(device)).cpu().numpy()
+    diff = int(np.abs(dev.astype(np.int16) - color_match(s, b)).max())
+    cut = np.concatenate([src[:4], 255 - src[:4]])       # a scene cut and a static pair, too
+    cut[5] = cut[4]
+    st = Interpolate(factor=2, model="dis")
+    pos = st.positions(len(cut), 8.0)
+    same = st.classify(cut, pos, device) == st.classify(cut, pos, "cpu")
+    return {"color_match_max_level_diff": diff, "classify_equal": bool(same),
+            "ok": diff <= 1 and bool(same)}
 
 
 def color_seconds(src, big, device: str, reps: int) -> float:
