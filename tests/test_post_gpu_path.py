@@ -219,3 +219,22 @@ def test_cuda_chain_equals_the_cpu_maths():
     st = Interpolate(factor=2, model="dis")
     pos = st.positions(len(frames), 8.0)
     assert st.classify(frames, pos, "cuda") == st.classify(frames, pos, "cpu")
+
+
+@pytest.mark.gpu
+def test_cuda_runners_keep_their_pinned_buffers_between_runs():
+    """A second run reuses the first run's pinned pipe and gives the same frames (±1: another batch
+    size may pick other fp16 kernels)."""
+    from postfx.rife.interpolator import RifeInterpolator
+    from postfx.rife.weights import WEIGHT_ID
+    from studio.weights import find
+    if find(WEIGHT_ID) is None:
+        pytest.skip("no RIFE weights")
+    src = _clip(6, 96, 128)
+    r = RifeInterpolator.from_weights(device="cuda")
+    jobs = [(i, 0.5) for i in range(5)]
+    a = r.run(src, jobs)
+    pipes = dict(r._pipes._pipes)
+    b = r.run(src, jobs[1:4])                    # fewer pairs: the same buffers still fit
+    assert len(pipes) == 1 and dict(r._pipes._pipes) == pipes
+    assert all(int(np.abs(x.astype(np.int16) - y).max()) <= 1 for x, y in zip(a[1:4], b, strict=True))

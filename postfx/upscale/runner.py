@@ -16,7 +16,7 @@ from torch import nn
 
 from studio import weights as W
 
-from ..cuda_io import HostPipe
+from ..cuda_io import HostPipe, PipeCache
 from .archs import ArchInfo, build_model
 from .tiling import forward_with_backoff, tile_count
 from .weights import MODEL_WEIGHTS
@@ -104,6 +104,7 @@ class Upscaler:
         # H100; RRDBNet takes ~70 s to compile for 1.6×, so only when asked)
         self.compile = compile
         self._compile_checked = False
+        self._pipes = PipeCache()   # pinned transfer buffers kept between runs (CUDA)
 
     def _maybe_compile(self) -> bool:
         """Swap `forward` for a torch.compile'd net once (CUDA only); True when compiled."""
@@ -269,15 +270,13 @@ class Upscaler:
         dev = self.loaded.device
         fixed = self._maybe_compile()   # compiled: keep every batch the same shape (no recompiles)
         out = np.empty((t, h * out_scale, w * out_scale, 3), np.uint8)
-        pipe = None
         if dev.type == "cuda" and (out_scale == self.scale or 2 * out_scale == self.scale):
-            pipe = HostPipe(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3))
-        try:
-            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile, check,
+            with self._pipes.get(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3)) as pipe:
+                tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile,
+                                     check, post)
+        else:
+            tile = self._batches(frames, out, out_scale, batch, tile, fixed, None, on_batch, on_tile, check,
                                  post)
-        finally:
-            if pipe is not None:
-                pipe.close()
         if tile != planned:   # an OOM back-off happened: later runs start from the smaller tile
             self.tile = tile
         return out
