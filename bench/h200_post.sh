@@ -76,7 +76,7 @@ EOF
 echo "preflight rc=$?"; cat "$OUT/preflight.txt"
 
 # 3. the app path vs the models alone (the benchmark), first: it matters most
-timeout 185 "$PY" bench/bench_post_app.py "${POST[@]}" --deadline-s 160 \
+timeout 175 "$PY" bench/bench_post_app.py "${POST[@]}" --deadline-s 150 \
   --out "$OUT/post_app_h200.json" --calibration-out "$OUT/post_calibration.json" \
   > "$OUT/post_app.log" 2>&1
 echo "bench_post_app rc=$? after $(( $(date +%s) - T0 )) s"
@@ -85,7 +85,7 @@ echo "bench_post_app rc=$? after $(( $(date +%s) - T0 )) s"
 timeout 50 "$PY" bench/bench_rife.py "${RIFE[@]}" \
   --out "$OUT/rife_h200.json" > "$OUT/rife.log" 2>&1
 echo "bench_rife rc=$? after $(( $(date +%s) - T0 )) s"
-timeout 55 "$PY" bench/bench_upscale.py "${UPS[@]}" --models animevideov3,x4plus --random-init \
+timeout 70 "$PY" bench/bench_upscale.py "${UPS[@]}" --models animevideov3,x4plus --random-init \
   --out "$OUT/upscale_h200.json" \
   > "$OUT/upscale.log" 2>&1
 echo "bench_upscale rc=$? after $(( $(date +%s) - T0 )) s"
