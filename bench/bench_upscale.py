@@ -56,8 +56,15 @@ def ncnn_files(name: str, ncnn_dir: Path) -> tuple[Path, Path]:
     return p, b
 
 
-def load(name: str, device: str, ncnn_dir: Path) -> tuple[LoadedNet, str]:
-    """Our network for `name` on `device` (fp16 + channels_last on CUDA), and where it came from."""
+RANDOM_BLOCKS = {"x4plus": 23, "x4plus-anime": 6}
+
+
+def load(name: str, device: str, ncnn_dir: Path, random_init: bool = False) -> tuple[LoadedNet, str]:
+    """Our network for `name` on `device` (fp16 + channels_last on CUDA), and where it came from.
+
+    With `random_init` and no weight file, an RRDBNet of the model's shape with random weights (the
+    same kernels, so the same speed; its pixels mean nothing): for a device whose upload limit has
+    no room for x4plus's 67 MB."""
     from postfx.upscale.runner import find_weights, load_net
     try:
         path = find_weights(name)
@@ -65,14 +72,21 @@ def load(name: str, device: str, ncnn_dir: Path) -> tuple[LoadedNet, str]:
         path = None
     if path is not None:
         return load_net(name, device, path), str(path)
-    p, b = ncnn_files(name, ncnn_dir)
-    net, info = build_model(load_ncnn(p, b).state)
+    if random_init and name in RANDOM_BLOCKS:
+        from postfx.upscale.archs import RRDBNet
+        torch.manual_seed(0)
+        state = RRDBNet(num_block=RANDOM_BLOCKS[name]).state_dict()   # default init: no denormals
+        src = f"random init (no weight file; RRDBNet, {RANDOM_BLOCKS[name]} blocks): timing only"
+    else:
+        p, b = ncnn_files(name, ncnn_dir)
+        state, src = load_ncnn(p, b).state, str(b)
+    net, info = build_model(state)
     dev = torch.device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     net = net.to(dev, dtype)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    return LoadedNet(net, info, name, b, dev, dtype), str(b)
+    return LoadedNet(net, info, name, Path(src), dev, dtype), src
 
 
 def frames_from_photo(size: int, n: int) -> np.ndarray:
@@ -108,7 +122,7 @@ def time_fn(fn, dev: torch.device, frames_per_call: int, seconds: float, warmup:
 
 def bench_gpu_model(name: str, args, ncnn_dir: Path) -> dict:
     """Batch sweep (eager), CUDA graph and optional torch.compile at the best batch, e2e fps, VRAM."""
-    loaded, src = load(name, "cuda", ncnn_dir)
+    loaded, src = load(name, "cuda", ncnn_dir, args.random_init)
     dev, net = loaded.device, loaded.net
     res: dict = {"model": name, "arch": loaded.info.label(), "weights": src,
                  "input": f"{args.size}x{args.size}", "output": f"{args.size * 4}x{args.size * 4}",
@@ -237,7 +251,7 @@ def ncnn_peer(name: str, frames: np.ndarray, ncnn_dir: Path, threads: int) -> tu
 
 def bench_cpu_model(name: str, args, ncnn_dir: Path) -> dict:
     """Our fp32 forward on the CPU per frame; optionally the ncnn runtime on the same frames."""
-    loaded, src = load(name, "cpu", ncnn_dir)
+    loaded, src = load(name, "cpu", ncnn_dir, args.random_init)
     frames = frames_from_photo(args.size, args.frames)
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
     with torch.inference_mode():
@@ -277,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-ncnn", action="store_true", help="CPU: time the ncnn runtime on the same frames")
     ap.add_argument("--ncnn-dir", type=Path, default=ROOT / ".cache" / "realesrgan-ncnn")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    ap.add_argument("--random-init", action="store_true",
+                    help="x4plus / x4plus-anime without a weight file: random weights (timing only)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.t_start = time.perf_counter()

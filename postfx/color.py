@@ -2,8 +2,10 @@
 
 * `color_match(reference, frames, sigma)` — for each frame, blur the reference and the frame
   (brought to the reference's size) with a Gaussian of `sigma` reference pixels and add the
-  difference, upsampled, back to the frame.  Casts, brightness and contrast shifts at scales
-  above `sigma` go; the detail the upscaler made (higher frequencies) stays.
+  difference, upsampled, back to the frame.  Both blurs run as one (the blur is linear) at the
+  reference's size; `postfx.tensor_ops.color_match_t` is the same on torch tensors (CUDA).
+  Casts, brightness and contrast shifts at scales above `sigma` go; the detail the upscaler
+  made (higher frequencies) stays.
 * `color_drift(a, b)` — how far two frames' overall colour is apart (ΔE of their mean Lab
   colour), for the sequencer to flag or fix jumps between clips.
 * `match_lab_stats(frames, reference, strength)` — per-frame mean/std transfer in Lab, the fix
@@ -42,15 +44,14 @@ def color_match(reference: np.ndarray, frames: np.ndarray, sigma: float = 3.0,
     h, w = ref.shape[1:3]
     oh, ow = out.shape[1:3]
     result = np.empty_like(out)
-    ref_low = None
     for i, frame in enumerate(out):
-        if ref_low is None or len(ref) > 1:
-            ref_low = cv2.GaussianBlur(ref[min(i, len(ref) - 1)].astype(np.float32), (0, 0), sigma)
+        # blur(ref) - blur(small) == blur(ref - small): one blur a frame, at the reference's size
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (oh, ow) != (h, w) else frame
-        delta = ref_low - cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma)
+        delta = cv2.GaussianBlur(cv2.subtract(ref[min(i, len(ref) - 1)], small, dtype=cv2.CV_32F),
+                                 (0, 0), sigma)
         if (oh, ow) != (h, w):
             delta = cv2.resize(delta, (ow, oh), interpolation=cv2.INTER_LINEAR)
-        result[i] = np.clip(frame.astype(np.float32) + delta + 0.5, 0, 255).astype(np.uint8)
+        result[i] = cv2.add(frame, delta, dtype=cv2.CV_8U)   # rounds and saturates, no float frame
         if on_frame is not None:
             on_frame(i + 1, len(out))
     return result if frames.ndim == 4 else result[0]

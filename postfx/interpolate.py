@@ -40,7 +40,8 @@ STATIC_MAD = 0.5
 
 # Seconds per megapixel of each new frame: CPU from bench/results/e2e_cpu.json (2 quiet cores, 512²,
 # channels_last: 15 new frames in 4.29 s);
-# CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s).
+# CUDA from bench/results/rife_h100.json (H100, 1080p, eager fp16 batch 8: 160 new frames/s); the
+# CUDA figures used are postfx.calibration's table (refitted from bench/bench_post_app.py).
 SECONDS_PER_MP = {("rife", "cpu"): 1.1, ("rife", "cuda"): 0.0031, ("dis", "cpu"): 0.25}
 # Flow carry: seconds per megapixel of each carried frame at the upscaled size (flow and mask
 # resized, two warps and a blend; CPU: 0.18 CPU-seconds a 1024² frame on 2 cores of an AMD EPYC,
@@ -50,13 +51,16 @@ CARRY_SECONDS_PER_MP = {"cpu": 0.12, "cuda": 0.002}
 MEMORY_MB_PER_MP = {"cpu": 700.0, "cuda": 360.0}
 
 
+def frame_hist(x: np.ndarray) -> np.ndarray:
+    """Joint RGB histogram (8 levels a channel, as fractions) of a frame's 128×128 thumbnail."""
+    q = cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA) >> 5
+    idx = (q[..., 0].astype(np.int32) << 6) | (q[..., 1].astype(np.int32) << 3) | q[..., 2]
+    return np.bincount(idx.ravel(), minlength=512) / idx.size
+
+
 def scene_score(a: np.ndarray, b: np.ndarray) -> float:
     """Scene-change score in 0..1: TV distance of joint RGB histograms of 128×128 thumbnails."""
-    def hist(x: np.ndarray) -> np.ndarray:
-        q = cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA) >> 5
-        idx = (q[..., 0].astype(np.int32) << 6) | (q[..., 1].astype(np.int32) << 3) | q[..., 2]
-        return np.bincount(idx.ravel(), minlength=512) / idx.size
-    return float(0.5 * np.abs(hist(a) - hist(b)).sum())
+    return float(0.5 * np.abs(frame_hist(a) - frame_hist(b)).sum())
 
 
 def is_static(a: np.ndarray, b: np.ndarray) -> bool:
@@ -148,7 +152,11 @@ class Interpolate:
         new = sum(1 for _, t in self.positions(spec.frames, spec.fps) if t > 0)
         mp = spec.width * spec.height / 1e6
         dev = "cuda" if device.startswith("cuda") and r.model == "rife" else "cpu"
-        secs = new * mp * SECONDS_PER_MP[(r.model, dev)]
+        rate = SECONDS_PER_MP[(r.model, dev)]
+        if (r.model, dev) == ("rife", "cuda"):
+            from .calibration import table
+            rate = table()["rife_cuda_s_per_mp"]
+        secs = new * mp * rate
         if r.model == "rife":
             from .rife import default_batch
             mem = MEMORY_MB_PER_MP[dev] * mp * default_batch(dev, spec.height, spec.width) + 100
@@ -169,15 +177,34 @@ class Interpolate:
         return ctx.cache.get(key, lambda: RifeInterpolator.from_weights(path, device=ctx.device,
                                                                           scale=scale))
 
-    def classify(self, src: np.ndarray,
-                 pos: list[tuple[int, float]]) -> tuple[list[int], list[int], list[int]]:
-        """(pairs, scene cuts, static pairs) among the frame pairs that `pos` needs."""
+    def classify(self, src: np.ndarray, pos: list[tuple[int, float]], device: str = "cpu"
+                 ) -> tuple[list[int], list[int], list[int]]:
+        """(pairs, scene cuts, static pairs) among the frame pairs that `pos` needs.
+
+        On CUDA the histograms and differences run on the GPU (`tensor_ops.pair_stats`, the same
+        numbers); on the CPU each frame's histogram is made once, not once per pair."""
         pairs = sorted({i for i, t in pos if t > 0})
+        if str(device).startswith("cuda") and pairs and min(src.shape[1:3]) >= 128:   # thumbnails shrink
+            from .tensor_ops import pair_stats
+            stats = pair_stats(src, pairs, device)
+        else:
+            hists: dict[int, np.ndarray] = {}
+
+            def hist(k: int) -> np.ndarray:
+                if k not in hists:
+                    hists.pop(k - 2, None)
+                    hists[k] = frame_hist(src[k])
+                return hists[k]
+
+            cut_on = self.scene_threshold < 1.0
+            stats = {i: (float(0.5 * np.abs(hist(i) - hist(i + 1)).sum()) if cut_on else 0.0,
+                         0.0 if is_static(src[i], src[i + 1]) else STATIC_MAD) for i in pairs}
         cuts, static = [], []
         for i in pairs:
-            if self.scene_threshold < 1.0 and scene_score(src[i], src[i + 1]) > self.scene_threshold:
+            score, mad = stats[i]
+            if self.scene_threshold < 1.0 and score > self.scene_threshold:
                 cuts.append(i)
-            elif is_static(src[i], src[i + 1]):
+            elif mad < STATIC_MAD:
                 static.append(i)
         return pairs, cuts, static
 
@@ -187,7 +214,7 @@ class Interpolate:
         src = clip.frames
         n_src, h, w = src.shape[0], src.shape[1], src.shape[2]
         pos = self.positions(n_src, clip.fps)
-        pairs, cuts, static = self.classify(src, pos)
+        pairs, cuts, static = self.classify(src, pos, ctx.device)
         work = [i for i in pairs if i not in set(cuts) | set(static)]
         jobs = [(i, t) for i, t in pos if t > 0 and i in set(work)]
         n, done = len(pairs), len(pairs) - len(work)
@@ -293,8 +320,9 @@ class InterpolateUpscaled:
         it = self.interpolate.estimate(spec, device)
         new = sum(1 for _, t in self.interpolate.positions(spec.frames, spec.fps) if t > 0)
         big = self.upscale.plan(spec)
-        warp = new * big.width * big.height / 1e6 * CARRY_SECONDS_PER_MP[
-            "cuda" if device.startswith("cuda") else "cpu"]
+        from .calibration import table
+        per_mp = table()["carry_cuda_s_per_mp"] if device.startswith("cuda") else CARRY_SECONDS_PER_MP["cpu"]
+        warp = new * big.width * big.height / 1e6 * per_mp
         return {"seconds": round(up["seconds"] + it["seconds"] + warp, 3),
                 "memory_mb": round(max(up["memory_mb"], it["memory_mb"]) + 2 * big.frames * big.width *
                                    big.height * 3 / 1e6, 1)}
@@ -307,7 +335,7 @@ class InterpolateUpscaled:
             return interp.apply(up.apply(clip, ctx), ctx)
         src = clip.frames
         pos = interp.positions(len(src), clip.fps)
-        pairs, cuts, static = interp.classify(src, pos)
+        pairs, cuts, static = interp.classify(src, pos, ctx.device)
         skip = set(cuts) | set(static)
         jobs = [(i, t) for i, t in pos if t > 0 and i not in skip]
         t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from .outputs import (
     write_manifest,
 )
 from .params import SPEC
+from .post_order import order_for, order_notes
 from .request import GenerationRequest
 from .stages import Stage, plan_chain, run_chain, stage_to_dict
 
@@ -70,10 +71,7 @@ def build_stages(req: GenerationRequest, device: str | None = None) -> list[Stag
     up: Stage | None = None
     if req.upscale > 1:
         up = Upscale(scale=req.upscale, model=req.upscaler, color_match=req.color_match).resolved(device)
-    how = req.order
-    if how == "auto":
-        cheap = up is None or up.model == "lanczos" or device.startswith("cuda")
-        how = "interpolate-first" if cheap else "upscale-carry"
+    how = order_for(req, up, device)[0]
     if how == "upscale-carry" and interp is not None and up is not None:
         return [InterpolateUpscaled(interp, up), *start_on_for(req, up)]
     order = [up, interp] if how == "upscale-first" else [interp, up]
@@ -87,6 +85,7 @@ class Ledger:
     rows: list[dict[str, Any]]
     final: ClipSpec
     audio: dict[str, Any] | None = None   # the sound's row: rate, channels, duration, what happens
+    notes: list[str] = field(default_factory=list)   # why a choice was made (e.g. the auto order)
 
     @property
     def total_seconds(self) -> float:
@@ -96,7 +95,7 @@ class Ledger:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (goes into the manifest)."""
         return {"rows": self.rows, "final": dataclasses.asdict(self.final),
-                "total_est_seconds": self.total_seconds, "audio": self.audio}
+                "total_est_seconds": self.total_seconds, "audio": self.audio, "notes": list(self.notes)}
 
     def to_text(self) -> str:
         """A fixed-width table for the terminal."""
@@ -114,6 +113,7 @@ class Ledger:
                          f"{str(a['channels']) + ' ch':>11}")
             lines.append(f"  {a['label']}")
         lines.append(f"{'total (estimate)':<44} {'':>6} {'':>7} {'':>6} {'':>11} {self.total_seconds:>7.2f}")
+        lines += [f"note: {n}" for n in self.notes]
         details = [f"  {r['label']}: {r['detail']}" for r in self.rows
                    if r.get("detail", r["label"]) != r["label"]]
         return "\n".join(lines + (["details:", *details] if details else []))
@@ -172,7 +172,9 @@ def make_ledger(req: GenerationRequest, device: str = "cpu", out: str | Path | N
             row[key] = est[key]
     plan_audio = getattr(engine, "plan_audio", None)   # engines that make sound say its shape
     sound = plan_audio(req) if callable(plan_audio) else None
-    return ledger_for(base, row, stages, codec, device, req, sound)
+    led = ledger_for(base, row, stages, codec, device, req, sound)
+    led.notes += order_notes(req, stages, default_device())
+    return led
 
 
 @dataclass
@@ -380,8 +382,10 @@ def _post_ledger(base: ClipSpec, req: GenerationRequest, stages: list[Stage], ou
                  label: str, sound: SoundSpec | None = None) -> Ledger:
     from postfx.assemble import codec_for
     row = _row("input", label, base, None)
-    return ledger_for(base, row, stages, codec_for(out, req.codec), device, req, sound,
-                      "input's" if label.startswith("input") else "saved")
+    led = ledger_for(base, row, stages, codec_for(out, req.codec), device, req, sound,
+                     "input's" if label.startswith("input") else "saved")
+    led.notes += order_notes(req, stages, default_device())
+    return led
 
 
 def plan_post(base: ClipSpec, settings: dict[str, Any], out: str | Path, device: str = "cpu",

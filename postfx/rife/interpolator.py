@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cuda_io import HostPipe
+from ..cuda_io import HostPipe, PipeCache
 from . import default_batch
 from .ifnet import VALID_SCALES, IFNet, pad_multiple
 
@@ -78,6 +78,7 @@ class RifeInterpolator:
         self.compiled = compile
         if cuda:
             torch.backends.cudnn.benchmark = True
+        self._pipes = PipeCache()   # pinned transfer buffers kept between runs (CUDA)
         self.fused = self._want_fused(fused, cuda)
         self._fnet = None
         self._convs = None
@@ -159,12 +160,11 @@ class RifeInterpolator:
         # where static pairs or scene cuts leave gaps between them
         most = max(len({i for i, _ in jobs[s:s + bsz]} | {i + 1 for i, _ in jobs[s:s + bsz]})
                    for s in range(0, len(jobs), bsz))
-        io = (HostPipe(self.device, (most, h, w, 3), (bsz, h, w, 3)) if self.device.type == "cuda"
-              else _CpuIO(self.device))
-        try:
+        if self.device.type != "cuda":
+            return self._run(frames, jobs, bsz, h, w, _CpuIO(self.device), on_batch, check)
+        # pinned buffers sized for the worst batch (2 * bsz frames), so one kept pipe fits every run
+        with self._pipes.get(self.device, (max(most, 2 * bsz), h, w, 3), (bsz, h, w, 3)) as io:
             return self._run(frames, jobs, bsz, h, w, io, on_batch, check)
-        finally:
-            io.close()
 
     def _run(self, frames: Sequence[np.ndarray], jobs: Sequence[Job], bsz: int, h: int, w: int,
              io: _CpuIO | HostPipe, on_batch: Callable[[list[Job]], None] | None,

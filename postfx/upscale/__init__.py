@@ -32,7 +32,8 @@ BACKENDS = ("auto", "torch", "ncnn", "ncnn-vulkan")
 # input pixels per second.  CPU: 2 cores of an AMD EPYC (bench/results/e2e_cpu.json and
 # upscale_look_cpu.json); CUDA: an H100 (fp16); Vulkan: compact measured on an H200 through Vulkan,
 # float32 (bench/results/upscale_vulkan.json: 0.092 s a 512² frame), RRDBNet scaled by its ~30× the
-# FLOPs; a laptop's integrated GPU will be several times slower.
+# FLOPs; a laptop's integrated GPU will be several times slower.  The CUDA rates used are
+# postfx.calibration's table (bench/results/post_calibration.json), which bench_post_app refits.
 _RATE = {("compact", "torch-cpu"): 1.35e5, ("rrdb", "torch-cpu"): 3.0e3, ("rrdb6", "torch-cpu"): 8.0e3,
          ("compact", "ncnn"): 2.6e5, ("rrdb", "ncnn"): 6.0e3, ("rrdb6", "ncnn"): 1.6e4,
          ("compact", "ncnn-vulkan"): 2.8e6, ("rrdb", "ncnn-vulkan"): 9.0e4, ("rrdb6", "ncnn-vulkan"): 3.5e5,
@@ -138,7 +139,17 @@ class Upscale:
         dev = "cuda" if _is_cuda(device) else "cpu"
         where = {"ncnn": "ncnn", "ncnn-vulkan": "ncnn-vulkan"}.get(self.backend, "cuda" if dev == "cuda"
                                                                    else "torch-cpu")
-        seconds = spec.frames * px / _RATE[(kind, where)] + (2.0 if where == "cuda" else 0.5)
+        out_mp = spec.frames * px * self.scale ** 2 / 1e6
+        if where == "cuda":   # the calibration table (bench/results/post_calibration.json)
+            from postfx.calibration import table
+            cal = table()
+            seconds = spec.frames * px / cal["upscale_cuda_px_per_s"][kind] + cal["upscale_cuda_overhead_s"]
+            seconds += out_mp * cal["color_cuda_s_per_mp"] if self.color_match else 0.0
+        else:
+            seconds = spec.frames * px / _RATE[(kind, where)] + 0.5
+            if self.color_match:
+                from postfx.calibration import table
+                seconds += out_mp * table()["color_cpu_s_per_mp"]
         per_px = {"compact": 1.2e3, "rrdb": 1.2e4, "rrdb6": 1.2e4}[kind] * (1 if dev == "cuda" else 2)
         work_mb = min(px, 512 * 512) * per_px / 1e6
         return {"seconds": round(seconds, 2), "memory_mb": round(out_mb + work_mb, 1)}
@@ -165,14 +176,36 @@ class Upscale:
                 ctx.step("upscale", min(int(done), n), n)
                 ctx.check_cancel()
 
-            out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel)
-            if self.color_match:
+            post = self._device_color_match(up, frames, ctx)
+            out = up.run(frames, self.scale, on_tile=on_tile, check=ctx.check_cancel, post=post)
+            if self.color_match and post is None:
                 from postfx.color import color_match
                 out = color_match(frames, out, on_frame=lambda i, n: ctx.step("color", i, n))
         ctx.log.info("upscale: %s -> %d×%d", self.describe(), out.shape[2], out.shape[1])
         meta = dict(clip.meta)
         meta["upscale"] = {"label": self.describe(), "backend": backend, "model": self.model}
         return clip.replace(frames=out, meta=meta)
+
+    def _device_color_match(self, up, frames: np.ndarray, ctx: RunContext):
+        """The colour match as the runner's on-device `post` step (CUDA, ×2/×4), else None.
+
+        The same maths as `postfx.color.color_match` (within 1 level), run by
+        `postfx.tensor_ops.color_match_t` on each batch before it leaves the GPU."""
+        if not self.color_match or up.loaded.device.type != "cuda" or self.scale not in (2, 4) \
+                or up.scale != 4:
+            return None
+        from postfx.tensor_ops import blur_fits, color_match_t
+        n, h, w = frames.shape[:3]
+        if not blur_fits(h, w, 3.0):
+            return None
+        done = [0]
+
+        def post(src, out):
+            y = color_match_t(src, out)
+            done[0] += len(src)
+            ctx.step("color", min(done[0], n), n)
+            return y
+        return post
 
     def _upscaler(self, ctx: RunContext):
         from .runner import Upscaler, load_net, require_weights

@@ -16,7 +16,7 @@ from torch import nn
 
 from studio import weights as W
 
-from ..cuda_io import HostPipe
+from ..cuda_io import HostPipe, PipeCache
 from .archs import ArchInfo, build_model
 from .tiling import forward_with_backoff, tile_count
 from .weights import MODEL_WEIGHTS
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _BYTES_PER_PX = {"rrdb": 12_000, "compact": 1_200}
 _MAX_BATCH = {"rrdb": 8, "compact": 32}
 _CPU_TILE = {"rrdb": 192, "compact": 512}
+PostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(source frames, upscaled frames) uint8 NHWC on the device -> final uint8 frames (same shape)."""
 
 
 def find_weights(model: str) -> Path | None:
@@ -102,6 +104,7 @@ class Upscaler:
         # H100; RRDBNet takes ~70 s to compile for 1.6×, so only when asked)
         self.compile = compile
         self._compile_checked = False
+        self._pipes = PipeCache()   # pinned transfer buffers kept between runs (CUDA)
 
     def _maybe_compile(self) -> bool:
         """Swap `forward` for a torch.compile'd net once (CUDA only); True when compiled."""
@@ -167,7 +170,7 @@ class Upscaler:
     def _batches(self, frames: np.ndarray, out: np.ndarray, out_scale: int, batch: int, tile: int,
                  fixed: bool, pipe: HostPipe | None, on_batch: Callable[[int, int], None] | None,
                  on_tile: Callable[[float, int], None] | None = None,
-                 check: Callable[[], None] | None = None) -> int:
+                 check: Callable[[], None] | None = None, post: PostFn | None = None) -> int:
         """The batch loop of `run`: fills `out`, returns the tile size it ended with.
 
         With a `pipe` (CUDA), uploads, downloads and host copies overlap the next batch's compute.
@@ -196,6 +199,10 @@ class Upscaler:
             if out_scale * 2 == self.scale and not half:   # exact INTER_AREA for a factor of 2
                 y = F.avg_pool2d(y, 2)
             q = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            if post is not None:   # e.g. colour match, on the device, before the download
+                if q.shape[1] != h * out_scale:
+                    raise ValueError(f"post needs the net's ×4 or ×2 output, not ×{out_scale}")
+                q = post(chunk[:k], q)
             if pipe is not None:
                 handle = pipe.download(q)
                 if pending is not None:
@@ -245,12 +252,14 @@ class Upscaler:
     def run(self, frames: np.ndarray, out_scale: int | None = None,
             on_batch: Callable[[int, int], None] | None = None,
             on_tile: Callable[[float, int], None] | None = None,
-            check: Callable[[], None] | None = None) -> np.ndarray:
+            check: Callable[[], None] | None = None, post: PostFn | None = None) -> np.ndarray:
         """Upscale uint8 T×H×W×3 frames to ×out_scale (≤ the net's; smaller ones area-downscale).
 
         `on_batch(done, total)` is called after each batch and `on_tile(frames_done, total)`
         (fractional) after each tile; the stage reports progress and honours cancel there.
         `check()` raises to cancel; on the CPU it is also called while a tile runs.
+        `post(sources, upscaled)` (uint8 N×H×W×3 and N×H·s×W·s×3 tensors on the net's device)
+        returns the batch's final uint8 frames before they leave the device (×4 and ×2 only).
         """
         out_scale = out_scale or self.scale
         if not 1 <= out_scale <= self.scale:
@@ -261,14 +270,13 @@ class Upscaler:
         dev = self.loaded.device
         fixed = self._maybe_compile()   # compiled: keep every batch the same shape (no recompiles)
         out = np.empty((t, h * out_scale, w * out_scale, 3), np.uint8)
-        pipe = None
         if dev.type == "cuda" and (out_scale == self.scale or 2 * out_scale == self.scale):
-            pipe = HostPipe(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3))
-        try:
-            tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile, check)
-        finally:
-            if pipe is not None:
-                pipe.close()
+            with self._pipes.get(dev, (batch, h, w, 3), (batch, h * out_scale, w * out_scale, 3)) as pipe:
+                tile = self._batches(frames, out, out_scale, batch, tile, fixed, pipe, on_batch, on_tile,
+                                     check, post)
+        else:
+            tile = self._batches(frames, out, out_scale, batch, tile, fixed, None, on_batch, on_tile, check,
+                                 post)
         if tile != planned:   # an OOM back-off happened: later runs start from the smaller tile
             self.tile = tile
         return out
