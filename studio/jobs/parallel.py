@@ -165,6 +165,7 @@ class GangExecutor:
         self._slots = [Slot(f"{worker}/{d}#{i}", d) for i, d in enumerate(devices)]
         self._running: dict[str, _Running] = {}
         self._stash: list[Any] = []
+        self._closed = False
         self._lock = threading.Lock()
         self.restarts = 0
         self.pids: dict[int, int] = {}
@@ -258,7 +259,7 @@ class GangExecutor:
     def poll(self) -> list[Any]:
         """Events since the last poll; a dead rank turns every running job into `Lost`."""
         out, self._stash = self._stash, []
-        dead = self._dead()
+        dead = self._dead() if not self._closed else []
         if dead:
             return out + self._restart(dead)
         while True:
@@ -306,6 +307,7 @@ class GangExecutor:
         while self.running() and time.monotonic() < end:
             self._stash = self.poll()  # the dispatcher's last poll applies them
             time.sleep(0.05)
+        self._closed = True
         for q in self._cmds:
             q.put(("stop",))
         for p in self._procs:
