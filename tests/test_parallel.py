@@ -99,9 +99,10 @@ def _wait(store: JobStore, job_id: str, timeout: float = 300.0, until=None):
 
 
 def _frames(job) -> np.ndarray:
-    from studio.pipeline import load_base
-    from studio.outputs import base_clip_path
     from pathlib import Path
+
+    from studio.outputs import base_clip_path
+    from studio.pipeline import load_base
     return load_base(base_clip_path(Path(job.result["output"]))).frames
 
 
