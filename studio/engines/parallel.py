@@ -292,7 +292,8 @@ class _Runner:
 
     def run(self, pipe: Any, image: np.ndarray, req: GenerationRequest, ctx: RunContext) -> Clip:
         models = _denoisers(pipe)
-        cfg_on = float(req.guidance) > 1.0 and not req.extra.get("few_step")
+        tier = self.inner.speed_tier(req) if hasattr(self.inner, "speed_tier") else None
+        cfg_on = float(req.guidance) > 1.0 and not req.extra.get("few_step") and tier != "few_step"
         plan = plan_for(self.mode, self.gang.world, cfg_on=cfg_on, tokens=wan_tokens(pipe, req),
                         heads=int(models[0].config.num_attention_heads))
         for m in models:
