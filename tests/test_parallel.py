@@ -1,5 +1,5 @@
 """Several devices for one clip: a gang of two CPU rank processes (gloo) runs a tiny Wan with
-diffusers' context parallelism (Ulysses) and CFG-parallel and gives the single-process frames; a
+diffusers' context parallelism (Ulysses, ring) and CFG-parallel and gives the single-process frames; a
 one-device job runs on one rank meanwhile; cancel, progress and a real kill of a rank behave as for
 one device; the store never lets small jobs starve a gang job."""
 
@@ -115,7 +115,7 @@ def _submit(store, root, name, gpus=1, **kw):
 def test_gang_frames_match_one_process(gang):
     store, ex, root = gang
     single = _submit(store, root, "single")
-    ids = {m: _submit(store, root, m, gpus=2, parallel=m) for m in ("cfg", "ulysses", "auto")}
+    ids = {m: _submit(store, root, m, gpus=2, parallel=m) for m in ("cfg", "ulysses", "ring", "auto")}
     ref = _wait(store, single)
     assert ref.status == "done", ref.error
     assert "#" in ref.worker and "+" not in ref.device            # one rank, one device
@@ -131,13 +131,13 @@ def test_gang_frames_match_one_process(gang):
         assert job.stage and job.n > 0  # rank 0 reported progress
 
 
-def test_ring_on_cpu_fails_with_the_missing_kernel(gang):
+def test_a_failing_gang_job_leaves_the_gang_ready(gang):
     store, ex, root = gang
-    job = _wait(store, _submit(store, root, "ring", gpus=2, parallel="ring"))
+    job = _wait(store, _submit(store, root, "no-cfg", gpus=2, parallel="cfg", request={"guidance": 1.0}))
     assert job.status == "failed"
-    assert "return_lse=True" in job.error and "use ulysses or cfg on the CPU" in job.error
-    ok = _wait(store, _submit(store, root, "after-ring", gpus=2, parallel="ulysses"))
-    assert ok.status == "done", ok.error  # the gang is not left waiting in a collective
+    assert "parallel mode='cfg' splits the CFG branches, but this run has none" in job.error
+    ok = _wait(store, _submit(store, root, "after-fail", gpus=2, parallel="ulysses"))
+    assert ok.status == "done", ok.error  # no rank is left waiting in a collective
 
 
 def test_gang_cancel_and_rank_kill(gang):
@@ -157,9 +157,8 @@ def test_gang_cancel_and_rank_kill(gang):
     job = _wait(store, jid, until=lambda j: j.stage == "denoise" and j.i >= 2)
     restarts, victim = ex.restarts, ex.pids[1]
     os.kill(victim, signal.SIGKILL)
-    job = _wait(store, jid, until=lambda j: j.status != "running" or j.attempts > 1, timeout=60)
-    assert ex.restarts == restarts + 1
-    assert f"pid {victim}" in store.get(jid).message or job.attempts == 2, job
+    job = _wait(store, jid, until=lambda j: j.attempts > 1, timeout=60)  # requeued, then claimed again
+    assert job.status == "running" and job.attempts == 2 and ex.restarts == restarts + 1, job
     store.request_cancel(jid)  # the rerun would take minutes: the requeue is what is tested
     assert _wait(store, jid, timeout=120).status == "cancelled"
     assert victim not in ex.pids.values()

@@ -38,9 +38,7 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "cfg", "ulysses", "ring", "cfg+ulysses", "cfg+ring", "ulysses+ring", "cfg+ulysses+ring")
 PARALLEL_ENGINES = ("wan-i2v", "wan2.2-ti2v", "wan2.2-i2v-a14b")
 """Engines whose denoisers carry a diffusers `_cp_plan` and call the denoiser once per CFG branch."""
-RING_ON_CPU = ("ring attention needs an attention kernel that returns the log-sum-exp; diffusers 0.42.1 "
-               "has none for the CPU (its native backend raises 'Native attention does not support "
-               "return_lse=True'; the flash and cuDNN ones are CUDA kernels): use ulysses or cfg on the CPU")
+
 
 
 class FollowerDone(Exception):
@@ -195,13 +193,14 @@ def apply_plan(model: Any, plan: Plan, gang: Gang) -> None:
         import torch
         from diffusers import ContextParallelConfig
         cuda = gang.device.startswith("cuda")
-        if plan.ring > 1 and not cuda:
-            raise ValueError(RING_ON_CPU)
         cp = ContextParallelConfig(ring_degree=plan.ring, ulysses_degree=plan.ulysses, mesh=gang.mesh(plan),
                                    ulysses_anything=plan.anything and plan.ulysses > 1,
                                    ring_anything=plan.anything and plan.ring > 1)
-        if plan.ring > 1:
-            model.set_attention_backend("_native_cudnn")  # ring merges partial results by their LSE
+        if plan.ring > 1:  # ring merges partial results by their log-sum-exp: a backend that returns it
+            if not cuda:
+                from .cpu_flash import ensure_cpu_flash
+                ensure_cpu_flash()
+            model.set_attention_backend("_native_cudnn" if cuda else "_native_flash")
         if torch.accelerator.device_count() > 0:
             model.enable_parallelism(config=cp)
         else:
