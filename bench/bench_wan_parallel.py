@@ -13,7 +13,9 @@ for control), with the studio's own `apply_plan` / `cfg_split` — the code a ga
     python bench/bench_wan_parallel.py --tiny --device cpu                            # proves the script
 
 Rows: {mode, gpus, plan, seconds_per_step, seconds_total, peak_gb_per_gpu, max_abs_vs_1gpu}; a mode
-that cannot run (ring on the CPU, cfg with more than 2 GPUs, ...) is a row with `skipped` and why.
+that cannot run (Ulysses over more ranks than heads, cfg with more than 2 GPUs, ...) is a row with
+`skipped` and why.  On the CPU (`--device cpu`, up to 4 gloo ranks) the times say nothing: the ranks
+share the cores.
 """
 
 from __future__ import annotations
@@ -204,7 +206,7 @@ def main() -> int:
         name = torch.cuda.get_device_name(0) if have else "none"
         kind = f"{name.split()[-1].lower()}x{have}"
     else:
-        have, name, kind = 2, f"CPU ({os.cpu_count()} cores, gloo)", "cpu_tiny" if args.tiny else "cpu"
+        have, name, kind = 4, f"CPU ({os.cpu_count()} cores, gloo ranks)", "cpu_tiny" if args.tiny else "cpu"
     sizes = [int(g) for g in args.gpus.split(",") if int(g) <= have]
     rows: list[dict[str, Any]] = []
     ref = None

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from studio.engines.parallel import Plan, plan_for
 from studio.jobs.store import JobStore
-from tests.conftest import DATA
+from tests.conftest import DATA, ROOT
 
 REQ = {"engine": "wan-i2v", "prompt": "a cat", "frames": 5, "width": 32, "height": 32, "steps": 2,
        "guidance": 5.0, "seed": 7, "fps": 8.0, "image": str(DATA / "astronaut.jpg")}
@@ -65,28 +67,54 @@ def test_store_never_passes_a_gang_job_over(tmp_path):
 
 
 # -- a real gang: two CPU rank processes ----------------------------------------------------------
+def _ranks(pid: int) -> dict[str, int]:
+    """The worker's rank processes by name ('studio-rank0', ...), from /proc."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and comm.startswith("studio-rank") and fields[0] != "Z":
+            out[comm] = int(d.name)
+    return out
+
+
 @pytest.fixture(scope="module")
 def gang(tmp_path_factory):
+    """`python -m studio worker --devices cpu,cpu`: a real gang worker on a store of its own."""
     import tests.tiny_models as tm
-    from studio.jobs.parallel import GangDispatcher, GangExecutor
-    from studio.jobs.worker import worker_token
 
     root = tmp_path_factory.mktemp("gang")
     tm.tiny_wan().save_pretrained(str(root / "models" / "wan-i2v"), safe_serialization=True)
-    old = {k: os.environ.get(k) for k in ("STUDIO_MODELS_DIR", "STUDIO_OUTPUTS_DIR")}
-    os.environ.update(STUDIO_MODELS_DIR=str(root / "models"), STUDIO_OUTPUTS_DIR=str(root / "outputs"))
+    env = {**os.environ, "STUDIO_MODELS_DIR": str(root / "models"),
+           "STUDIO_OUTPUTS_DIR": str(root / "outputs"), "STUDIO_JOBS_DB": str(root / "jobs.sqlite")}
     store = JobStore(root / "jobs.sqlite")
-    ex = GangExecutor(["cpu", "cpu"], worker_token(), mode="auto", with_parent=False)
-    disp = GangDispatcher(store, ex, poll_s=0.02, lease_s=6.0)
-    t = threading.Thread(target=disp.run, daemon=True)
-    t.start()
+    log = open(root / "worker.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "worker", "--devices", "cpu,cpu"], env=env,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield store, ex, root
+        yield store, proc, root
     finally:
-        disp.stop()
-        t.join(60)
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        ranks = _ranks(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+        log.close()
+        assert rc == 0, (root / "worker.log").read_text()[-3000:]
+        assert not any(_alive(p) for p in ranks.values()), ranks  # the ranks stop with their worker
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _wait(store: JobStore, job_id: str, timeout: float = 300.0, until=None):
@@ -113,7 +141,7 @@ def _submit(store, root, name, gpus=1, **kw):
 
 
 def test_gang_frames_match_one_process(gang):
-    store, ex, root = gang
+    store, proc, root = gang
     single = _submit(store, root, "single")
     ids = {m: _submit(store, root, m, gpus=2, parallel=m) for m in ("cfg", "ulysses", "ring", "auto")}
     ref = _wait(store, single)
@@ -124,7 +152,7 @@ def test_gang_frames_match_one_process(gang):
     for mode, jid in ids.items():
         job = _wait(store, jid)
         assert job.status == "done", (mode, job.error)
-        assert job.device == "cpu+cpu" and job.worker == ex.gang_id
+        assert job.device == "cpu+cpu" and job.worker.endswith("/cpu+cpu"), job.worker
         got = _frames(job)
         diff = np.abs(got.astype(int) - want.astype(int)).max()
         assert diff <= TOL, (mode, diff)
@@ -132,7 +160,7 @@ def test_gang_frames_match_one_process(gang):
 
 
 def test_a_failing_gang_job_leaves_the_gang_ready(gang):
-    store, ex, root = gang
+    store, proc, root = gang
     job = _wait(store, _submit(store, root, "no-cfg", gpus=2, parallel="cfg", request={"guidance": 1.0}))
     assert job.status == "failed"
     assert "parallel mode='cfg' splits the CFG branches, but this run has none" in job.error
@@ -141,7 +169,7 @@ def test_a_failing_gang_job_leaves_the_gang_ready(gang):
 
 
 def test_gang_cancel_and_rank_kill(gang):
-    store, ex, root = gang
+    store, proc, root = gang
     long = {"request": {"steps": 200}}
     jid = _submit(store, root, "cancel", gpus=2, parallel="ulysses", **long)
     job = _wait(store, jid, until=lambda j: j.stage == "denoise" and j.i >= 2)
@@ -155,10 +183,12 @@ def test_gang_cancel_and_rank_kill(gang):
 
     jid = _submit(store, root, "kill", gpus=2, parallel="cfg", **long)
     job = _wait(store, jid, until=lambda j: j.stage == "denoise" and j.i >= 2)
-    restarts, victim = ex.restarts, ex.pids[1]
-    os.kill(victim, signal.SIGKILL)
+    ranks = _ranks(proc.pid)
+    assert sorted(ranks) == ["studio-rank0", "studio-rank1"], ranks   # one process per device
+    os.kill(ranks["studio-rank1"], signal.SIGKILL)
     job = _wait(store, jid, until=lambda j: j.attempts > 1, timeout=60)  # requeued, then claimed again
-    assert job.status == "running" and job.attempts == 2 and ex.restarts == restarts + 1, job
+    assert job.status == "running" and job.attempts == 2, job
+    new = _ranks(proc.pid)
+    assert len(new) == 2 and not set(new.values()) & set(ranks.values()), (ranks, new)  # all restarted
     store.request_cancel(jid)  # the rerun would take minutes: the requeue is what is tested
     assert _wait(store, jid, timeout=120).status == "cancelled"
-    assert victim not in ex.pids.values()

@@ -55,6 +55,15 @@ def _free_port() -> int:
 
 
 # -- the rank processes -----------------------------------------------------------------------------
+def _name_process(name: str) -> None:
+    """Linux: the name `ps` and /proc/<pid>/comm show (15 bytes at most)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: BLE001 - elsewhere: the name is only a convenience
+        pass
+
+
 def _run_gang_generate(payload: dict[str, Any], ctx: Any, gang: Any) -> dict[str, Any]:
     from ..engines import get_engine
     from ..engines.parallel import ParallelEngine
@@ -98,6 +107,7 @@ def rank_main(rank: int, devices: list[str], port: int, mode: str, cmds: list[An
     from .workerproc import die_with_parent
     if with_parent:
         die_with_parent()
+    _name_process(f"studio-rank{rank}")
     device = devices[rank]
     cuda = device.startswith("cuda")
     if cuda:
