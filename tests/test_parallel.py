@@ -188,7 +188,9 @@ def test_gang_cancel_and_rank_kill(gang):
     os.kill(ranks["studio-rank1"], signal.SIGKILL)
     job = _wait(store, jid, until=lambda j: j.attempts > 1, timeout=60)  # requeued, then claimed again
     assert job.status == "running" and job.attempts == 2, job
-    new = _ranks(proc.pid)
+    end = time.monotonic() + 120
+    while len(new := _ranks(proc.pid)) < 2 and time.monotonic() < end:  # named once they start
+        time.sleep(0.1)
     assert len(new) == 2 and not set(new.values()) & set(ranks.values()), (ranks, new)  # all restarted
     store.request_cancel(jid)  # the rerun would take minutes: the requeue is what is tested
     assert _wait(store, jid, timeout=120).status == "cancelled"
