@@ -200,6 +200,10 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 def cmd_worker(ns: argparse.Namespace) -> int:
     """`worker`: run jobs from the store on one device (local) or on a Ray cluster's actors (ray)."""
+    if ns.devices:
+        from .jobs.parallel import run_parallel_worker
+        devices = [d.strip() for d in ns.devices.split(",") if d.strip()]
+        return run_parallel_worker(devices, mode=ns.parallel, with_parent=ns.with_parent)
     from .jobs.workerproc import run_worker
     return run_worker(device=ns.device, executor=ns.executor, address=ns.address, with_parent=ns.with_parent)
 
@@ -306,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", help="cpu or cuda:N (local executor)")
     w.add_argument("--executor", default="local", choices=("local", "ray"))
     w.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS)")
+    w.add_argument("--devices", help="several devices that run one job together, e.g. cuda:0,cuda:1 "
+                   "(or cpu,cpu); jobs whose payload asks for gpus > 1 use all of them")
+    w.add_argument("--parallel", default="auto", help="how a gang splits a job: auto, cfg, ulysses, ring, "
+                   "or a product (cfg+ulysses, cfg+ring, ulysses+ring, cfg+ulysses+ring)")
     w.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
     w.set_defaults(fn=cmd_worker)
 

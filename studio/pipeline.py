@@ -321,15 +321,18 @@ def _resolve_out(out: str | Path | None, req: GenerationRequest, stem: str) -> P
 
 
 def generate(req: GenerationRequest, out: str | Path | None = None, ctx: RunContext | None = None,
-             ledger: Ledger | None = None) -> RunResult:
-    """Run a whole generation: base clip, post stages, one encode, manifest beside the output."""
+             ledger: Ledger | None = None, engine: Any = None) -> RunResult:
+    """Run a whole generation: base clip, post stages, one encode, manifest beside the output.
+
+    `engine` replaces the registry's engine for `req.engine` (a multi-GPU worker passes its gang's
+    `engines.parallel.ParallelEngine`)."""
     from .engines import check_request, get_engine
     from .images import image_sha256, load_image
 
     ctx = ctx or RunContext(device=default_device())
     check_request(req)
     out = _resolve_out(out, req, req.prompt or Path(req.image).stem)
-    engine = get_engine(req.engine)
+    engine = engine if engine is not None else get_engine(req.engine)
     t_start = time.perf_counter()
     image = load_image(req.image)
     stages = build_stages(req)

@@ -61,6 +61,7 @@ _ADDED_COLUMNS = {"run_payload": "TEXT", "device": "TEXT", "attempts": "INTEGER 
 LEASE_S = 10.0          # a running job's lease; its worker renews it every LEASE_S / 4
 MAX_ATTEMPTS = 2        # runs a job gets before a lost worker marks it failed
 LOCAL_OWNER = "local"   # the desk studio (Streamlit, CLI): its outputs live in outputs/ itself
+GPUS_SQL = "MAX(1, CAST(COALESCE(json_extract(j.payload, '$.gpus'), 1) AS INTEGER))"  # devices a job needs
 
 
 def default_db_path() -> Path:
@@ -207,23 +208,27 @@ class JobStore:
         return self.get(job_id)
 
     def claim(self, worker: str, kinds: list[str] | None = None, *, device: str | None = None,
-              lease_s: float = LEASE_S) -> Job | None:
+              lease_s: float = LEASE_S, max_gpus: int = 1, free_gpus: int | None = None) -> Job | None:
         """Atomically take a queued job (of `kinds`, if given), mark it running under a lease.
 
         Fair across owners: the owner served longest ago goes first (round-robin), and within an
-        owner the oldest job (FIFO).
+        owner the oldest job (FIFO).  Only jobs needing at most `max_gpus` devices (payload 'gpus',
+        default 1) are seen; with `free_gpus`, a first job that needs more than that is not passed
+        over: nothing is claimed (the caller drains until it fits, so small jobs never starve it).
         """
         with self.conn() as c:
             c.execute("BEGIN IMMEDIATE")
             try:
-                q = ("SELECT j.id, j.owner FROM jobs j LEFT JOIN owner_turns t ON t.owner = j.owner "
-                     "WHERE j.status='queued'")
+                q = (f"SELECT j.id, j.owner, {GPUS_SQL} AS gpus FROM jobs j "
+                     "LEFT JOIN owner_turns t ON t.owner = j.owner WHERE j.status='queued'")
                 args: list[Any] = []
                 if kinds is not None:
                     q += f" AND j.kind IN ({','.join('?' * len(kinds))})"
                     args += kinds
-                q += " ORDER BY COALESCE(t.last, 0), j.created, j.rowid LIMIT 1"
-                row = c.execute(q, args).fetchone()
+                q += (f" AND {GPUS_SQL} <= ? ORDER BY COALESCE(t.last, 0), j.created, j.rowid LIMIT 1")
+                row = c.execute(q, [*args, int(max_gpus)]).fetchone()
+                if row is not None and free_gpus is not None and row["gpus"] > free_gpus:
+                    row = None
                 if row is None:
                     c.execute("COMMIT")
                     return None
