@@ -265,3 +265,17 @@ def test_missing_weights_name_the_fetch_commands(tmp_path, monkeypatch):
     inv = get_engine(LTX).inventory()
     assert {"transformer", "vae", "audio_vae", "vocoder", "connectors", "text_encoder"} <= set(inv.missing)
     assert "ltx-2-19b-dev-fp8.safetensors" in " ".join(inv.commands())
+
+
+def test_ltx2_ledger_shows_its_sound_before_the_run():
+    from studio.engines import get_engine
+    from studio.pipeline import make_ledger
+    from studio.request import GenerationRequest
+    eng = get_engine("ltx2")
+    req = GenerationRequest(image="in.png", prompt="a cat", engine="ltx2", frames=121, width=768, height=512,
+                            fps=24, steps=30, guidance=3.0, seed=0)
+    req.extra = {k: p.default for k, p in eng.extra_spec().items()}
+    led = make_ledger(req, "cpu")
+    assert led.audio is not None, led.to_dict()
+    text = str(led.audio)
+    assert "24000" in text and ("stereo" in text or "'channels': 2" in text), text

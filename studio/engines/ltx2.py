@@ -171,6 +171,18 @@ class LTX2Engine(LTXVideoEngine):
     pipeline_class = "LTX2ImageToVideoPipeline"
     embed_methods = ("encode_prompt",)
     tokenizer_repos: ClassVar[tuple[str, ...]] = ("google/gemma-3-12b-it",)
+
+    def plan_audio(self, req: Any) -> Any:
+        """Stereo at the vocoder's rate (24 kHz in the shipped config), exactly frames / fps long."""
+        import json
+
+        from ..audio import SoundSpec
+        from .loading import configs_dir
+        rate = 24000
+        cfg = configs_dir(self.id) / "vocoder" / "config.json"
+        if cfg.is_file():
+            rate = int(json.loads(cfg.read_text()).get("output_sampling_rate", rate))
+        return SoundSpec(rate=rate, channels=2, duration=int(req.frames) / float(req.fps))
     single_files: ClassVar[str] = "hf download Lightricks/LTX-2 ltx-2-19b-dev-fp8.safetensors"
     spec_overrides: ClassVar[dict[str, Param]] = {
         "steps": SPEC["steps"].override(default=30),
