@@ -137,6 +137,8 @@ class MediaFacts:
     frames: int = 0          # round(duration × fps): the frames every decode of it yields
     codec: str = ""
     pix_fmt: str = ""
+    audio_rate: int = 0      # the first audio stream's sample rate (0: none)
+    audio_channels: int = 0  # and its channels
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -178,8 +180,9 @@ def probe(path: str | Path, name: str | None = None) -> MediaFacts:
     if not has_video and not has_audio:
         log.info("no stream in %s: %s", p, text.strip()[-400:])
         raise MediaRefused(name, "holds no audio or video stream the studio can read")
+    ar, ac = _audio_layout(text)
     if not has_video:
-        return MediaFacts(fmt, round(duration, 4), False, True)
+        return MediaFacts(fmt, round(duration, 4), False, True, audio_rate=ar, audio_channels=ac)
     w, h = int(vid.group(2)), int(vid.group(3))
     fps_m = re.search(r"([\d.]+) fps", text) or re.search(r"([\d.]+) tbr", text)
     fps = float(fps_m.group(1)) if fps_m else 0.0
@@ -190,7 +193,18 @@ def probe(path: str | Path, name: str | None = None) -> MediaFacts:
     frames = max(1, int(round(duration * fps)))
     pm = re.search(r"Video: \w+[^,]*, ([a-z0-9]+)(?:\([^)]*\))?,", text)
     return MediaFacts(fmt, round(duration, 4), True, has_audio, w, h, round(fps, 6), frames, vid.group(1),
-                      pm.group(1) if pm else "")
+                      pm.group(1) if pm else "", ar, ac)
+
+
+def _audio_layout(text: str) -> tuple[int, int]:
+    """(rate, channels) of the first audio stream in an ffmpeg header listing; (0, 0) without one."""
+    m = re.search(r"Stream #\d+:\d+.*Audio: [^,]+, (\d+) Hz, ([^,\n]+)", text)
+    if not m:
+        return 0, 0
+    lay = m.group(2).strip().split("(")[0].strip()
+    named = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7.1": 8}
+    n = named.get(lay) or int((re.match(r"(\d+) channels", lay) or [0, 2])[1])
+    return int(m.group(1)), n
 
 
 def read_frames(path: str | Path, facts: MediaFacts | None = None, *, start: int = 0,

@@ -32,20 +32,26 @@ def _ffmpeg() -> str:
 
 
 def probe_sound(path: str | Path) -> SoundSpec | None:
-    """The first audio stream's rate, channels and the file's duration; None when it has no sound."""
+    """The first audio stream's rate, channels (at most 2) and the file's duration; None when it has
+    no sound or is not a file the studio reads.  One header read through `postfx.media` (the format
+    sniffed from its bytes and forced, `file` protocol only: nothing a file names is followed)."""
+    from .media import MediaRefused, probe
     p = Path(path)
     if not p.is_file():
         return None
-    res = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True,
-                         text=True, check=False)
-    m = _STREAM.search(res.stderr)
-    if not m:
+    try:
+        facts = probe(p)
+    except MediaRefused:
         return None
-    lay = m.group(2).strip().split("(")[0]
-    ch = _CHANNELS.get(lay) or int((re.match(r"(\d+) channels", lay) or [0, 2])[1])
-    d = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", res.stderr)
-    secs = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else 0.0
-    return SoundSpec(int(m.group(1)), min(max(ch, 1), 2), secs)
+    return sound_of_facts(facts.to_dict())
+
+
+def sound_of_facts(facts: dict) -> SoundSpec | None:
+    """A `SoundSpec` from recorded media facts (an upload's), or None when they hold no sound."""
+    if not facts.get("has_audio") or not facts.get("audio_rate"):
+        return None
+    return SoundSpec(int(facts["audio_rate"]), min(max(int(facts.get("audio_channels") or 2), 1), 2),
+                     float(facts.get("duration") or 0.0))
 
 
 def read_sound(path: str | Path, rate: int | None = None) -> Audio | None:

@@ -257,9 +257,10 @@ def test_missing_weights_name_the_fetch_commands(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("STUDIO_CONFIGS_DIR", raising=False)
     monkeypatch.delenv("STUDIO_COMFYUI_DIR", raising=False)
-    for eid, cmd in ((LTX, "hf download Lightricks/LTX-2 --local-dir models/ltx2"),
+    # the commands name the hf beside this Python and an absolute --local-dir (they run as shown)
+    for eid, cmd in ((LTX, f"hf download Lightricks/LTX-2 --local-dir {tmp_path / 'ltx2'}"),
                      (HY, "hf download hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v "
-                          "--local-dir models/hunyuanvideo1.5-i2v")):
+                          f"--local-dir {tmp_path / 'hunyuanvideo1.5-i2v'}")):
         st = get_engine(eid).status()
         assert not st.present and cmd in st.detail, st.detail
     inv = get_engine(LTX).inventory()

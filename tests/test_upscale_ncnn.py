@@ -95,24 +95,26 @@ def test_ncnn_tiled_equals_untiled(weights, bf16):
         assert diff.max() <= (1 if not bf16 else 3) and diff.mean() < (0.05 if not bf16 else 0.3)
 
 
-def test_cancel_between_tiles(weights):
-    """Progress counts tiles; a cancel set after the first tile stops before the second runs."""
+def test_cancel_between_tiles(weights, monkeypatch):
+    """A cancel set while the first tile runs stops before the second (progress counts frames)."""
     from postfx.upscale import Upscale
+    from postfx.upscale.ncnn_backend import NcnnForward
     ctx = RunContext(cache=ModelCache())
     steps: list[tuple[int, int]] = []
+    orig = NcnnForward.__call__
 
-    def progress(stage, i, n):
-        steps.append((i, n))
-        if i >= 1:
-            ctx.cancel.set()
-
-    ctx.progress = progress
+    def first_tile_then_cancel(self, x):
+        out = orig(self, x)
+        ctx.cancel.set()
+        return out
+    monkeypatch.setattr(NcnnForward, "__call__", first_tile_then_cancel)
+    ctx.progress = lambda stage, i, n: steps.append((i, n))
     stage = Upscale(scale=2, model="animevideov3", backend="ncnn", tile=32)
     with pytest.raises(Cancelled):
         stage.apply(Clip(_photo(64, 64, t=2), 8.0), ctx)
     up = next(v for k, v in ctx.cache._items.items() if k[-1] == "ncnn")
-    assert up.forward_x2.calls == 1                     # the second tile never ran
-    assert steps == [(0, 2 * 9), (1, 2 * 9)]            # 84² padded: 3×3 tiles per frame
+    assert up.forward_x2.calls == 1                     # the second of the 3×3 tiles never ran
+    assert steps == [(0, 2)]                            # counted in frames: none finished
 
 
 def test_pick_backend(monkeypatch):

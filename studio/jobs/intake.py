@@ -296,7 +296,11 @@ class Planner:
                 raise Refused(422, f"payload.spec.clips[{i}] must be a JSON object")
             c = dict(c)
             if "path" in c:
-                server_path, facts = self.r.video(f"payload.spec.clips[{i}].path", c["path"])
+                where = f"payload.spec.clips[{i}].path"
+                server_path, facts = self.r.video(where, c["path"])
+                if isinstance(c["path"], str) and UPLOAD_ID.match(c["path"]):  # its sound, as recorded
+                    rec = self.r.upload(where, c["path"], ("video",))
+                    known["sound:" + server_path.rstrip("/")] = rec.info
                 c["path"] = server_path
                 known[server_path.rstrip("/")] = facts
             run_clips.append(c)

@@ -162,7 +162,8 @@ def media_facts(path: Path, name: str) -> tuple[str, dict[str, Any]]:
     if not f.has_video:
         if f.duration <= 0:
             raise ValueError(f"{name} holds no sound (duration 0 s)")
-        return "audio", {"duration": round(f.duration, 4), "format": f.format}
+        return "audio", {"duration": round(f.duration, 4), "format": f.format, "has_audio": True,
+                         "audio_rate": f.audio_rate, "audio_channels": f.audio_channels}
     if max(f.width, f.height) > VIDEO_MAX_SIDE:
         raise ValueError(f"{name} is {f.width}x{f.height}; videos may be at most {VIDEO_MAX_SIDE} pixels "
                          "on a side")
@@ -173,7 +174,8 @@ def media_facts(path: Path, name: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"{name} has {f.frames:,} frames ({f.duration:g} s at {f.fps:g} fps); at most "
                          f"{max_frames:,} are accepted")
     return "video", {"width": f.width, "height": f.height, "frames": f.frames, "fps": f.fps,
-                     "duration": f.duration, "format": f.format}
+                     "duration": f.duration, "format": f.format, "has_audio": f.has_audio,
+                     "audio_rate": f.audio_rate, "audio_channels": f.audio_channels}
 
 
 def decode_check(path: Path) -> tuple[int, int]:

@@ -43,9 +43,13 @@ def probe_source(path: Path, where: str) -> SourceInfo:
 _SOUNDS: dict[tuple[str, int, int], SoundSpec | None] = {}
 
 
-def probe_sound_of(path: Path) -> SoundSpec | None:
-    """A source's own sound (a PNG folder's `audio.wav`), remembered by (path, size, mtime)."""
-    from postfx.sound import probe_sound
+def probe_sound_of(path: Path, known: dict[str, Any] | None = None) -> SoundSpec | None:
+    """A source's own sound (a PNG folder's `audio.wav`), from its recorded facts when given (an
+    upload's: no ffmpeg), else read once and remembered by (path, size, mtime)."""
+    from postfx.sound import probe_sound, sound_of_facts
+    recorded = isinstance(known, dict) and "has_audio" in known
+    if recorded and (not known["has_audio"] or known.get("audio_rate")):
+        return sound_of_facts(known)
 
     if path.is_dir():
         path = path / "audio.wav"
@@ -214,7 +218,8 @@ def plan_sequence(spec: SequenceSpec, out: str | Path | None = None, *,
         src = known.get(str(path)) or probe_source(path, f"{where}.path")
         sources[i] = src
         n = _clip_frames(spec, i, src, where)
-        entries.append(EntryPlan(i, "clip", path.name, n, 0, 0, "cut", path, src, probe_sound_of(path)))
+        entries.append(EntryPlan(i, "clip", path.name, n, 0, 0, "cut", path, src,
+                                 probe_sound_of(path, known.get("sound:" + str(path)))))
     for i, c in enumerate(spec.clips):
         if c.over is not None:
             src = sources[c.over.clip]

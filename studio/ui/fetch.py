@@ -8,8 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import hubfetch
-from ..weights import WeightsError
 from .common import human_size, studio_queue
+from .service import WeightsError
 
 
 def _job_for(engine_id: str):

@@ -21,10 +21,12 @@ from ..jobs.uploads import AUDIO_TYPES, accept_audio, accept_image, max_upload_m
 from ..naming import rename_output
 from ..outputs import OUTPUT_KINDS, atomic_path, delete_output, list_outputs, outputs_dir
 from ..params import Param
+from ..weights import WeightsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRow", "accept_audio",
+__all__ = ["AUDIO_TYPES", "OUTPUT_KINDS", "VIDEO_TYPES", "EngineInfo", "WeightRow", "WeightsError",
+           "accept_audio",
            "accept_image", "accept_video", "anchor_keys", "build_request", "check_request", "delete_output",
            "engine", "engine_ids", "engine_inventory", "engines_info", "extension_for", "extra_paths",
            "human_bytes", "ledger_for",
